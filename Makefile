@@ -1,0 +1,34 @@
+# recgym developer entry points. Only Python is needed beforehand.
+# Torch is pinned here (not in pyproject) so a plain install does not pull a multi-GB CUDA build.
+# For CUDA: make test TORCH_SPEC="torch==2.13.0" TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu126"
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: install test test-all bench lint clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH_INDEX) "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]" "$(TORCH_SPEC)"
+	touch $@
+
+install: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-all: $(VENV)/.installed
+	$(PY) -m pytest -q -m "" $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(VENV)/bin/recgym data info synthetic
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check recgym tests examples
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

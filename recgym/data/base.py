@@ -1,0 +1,99 @@
+"""The dataset contract shared by every loader: `LoggedDataset`.
+
+Everything above the data layer (world models, envs, agents) reads datasets only through this class, so
+loaders differ in parsing, never in shape. Ids are 0-based and contiguous. No torch here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+REWARD_KINDS = ("rating", "click", "watch_ratio", "binary", "latent")
+QUIT_RULES = ("distance", "category")
+
+
+@dataclass
+class LoggedDataset:
+    """A recommendation dataset split the way the interactive-recommendation protocol needs it.
+
+    Attributes:
+        name: registry name (``coat``, ``yahoo``, ``kuairand``, ``kuairec``, ``ml1m``, ``ml1m_noisy``, ``synthetic``).
+        n_users, n_items: sizes of the id spaces (ids are ``0..n-1``).
+        train: biased logs, columns ``user, item, reward`` (+ ``time`` when the source has it). The only
+            interactions world models and offline agents may see.
+        test: unbiased / random-exposure interactions (``user, item, reward``), never used for training.
+        valid: optional validation interactions (ML-1M DiffRec split), same columns.
+        ground_truth: float32 ``(n_gt_users, n_items)`` complete reward matrix for the evaluation env; row ``u``
+            is user id ``u`` (ground-truth users are ids ``0..n_gt_users-1``). ``None`` if the set has none.
+        item_categories: bool ``(n_items, n_categories)`` multi-hot item -> category matrix (quit rule, MCD).
+        category_names: one name per column of ``item_categories``.
+        item_features / user_features: optional float32 side information, one row per id.
+        reward_kind: one of ``REWARD_KINDS``; ``positive_threshold``: reward >= it counts as a positive.
+        quit_rule: ``distance`` (Coat/Yahoo/ML-1M/synthetic) or ``category`` (KuaiRec/KuaiRand), REFERENCE §1.
+        meta: provenance (source files, their sha256, how the ground truth was obtained, ...).
+    """
+
+    name: str
+    n_users: int
+    n_items: int
+    train: pd.DataFrame
+    test: pd.DataFrame
+    ground_truth: np.ndarray | None
+    item_categories: np.ndarray
+    category_names: list[str]
+    reward_kind: str
+    positive_threshold: float
+    quit_rule: str
+    valid: pd.DataFrame | None = None
+    item_features: np.ndarray | None = None
+    user_features: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.reward_kind not in REWARD_KINDS:
+            raise ValueError(f"{self.name}: reward_kind={self.reward_kind!r}, expected one of {REWARD_KINDS}")
+        if self.quit_rule not in QUIT_RULES:
+            raise ValueError(f"{self.name}: quit_rule={self.quit_rule!r}, expected one of {QUIT_RULES}")
+        if self.item_categories.shape[0] != self.n_items or self.item_categories.dtype != np.bool_:
+            raise ValueError(
+                f"{self.name}: item_categories must be bool (n_items={self.n_items}, n_categories), "
+                f"got {self.item_categories.dtype} {self.item_categories.shape}"
+            )
+        if self.ground_truth is not None and self.ground_truth.shape[1] != self.n_items:
+            raise ValueError(
+                f"{self.name}: ground_truth has {self.ground_truth.shape[1]} columns, expected n_items={self.n_items}"
+            )
+
+    @property
+    def n_gt_users(self) -> int:
+        """Number of users with a ground-truth row (the evaluation users)."""
+        return 0 if self.ground_truth is None else int(self.ground_truth.shape[0])
+
+    def train_matrix(self, binary: bool = False) -> np.ndarray:
+        """Dense float32 ``(n_users, n_items)`` matrix of the training logs (0 = not logged)."""
+        m = np.zeros((self.n_users, self.n_items), dtype=np.float32)
+        vals = 1.0 if binary else self.train["reward"].to_numpy(np.float32)
+        m[self.train["user"].to_numpy(), self.train["item"].to_numpy()] = vals
+        return m
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and ranges for `recgym data info`."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+            "train_rows": len(self.train),
+            "test_rows": len(self.test),
+            "valid_rows": 0 if self.valid is None else len(self.valid),
+            "n_gt_users": self.n_gt_users,
+            "n_categories": int(self.item_categories.shape[1]),
+            "reward_kind": self.reward_kind,
+            "quit_rule": self.quit_rule,
+        }
+        if len(self.train):
+            out["train_reward_range"] = (float(self.train["reward"].min()), float(self.train["reward"].max()))
+        return out

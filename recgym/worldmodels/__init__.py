@@ -1,0 +1,1 @@
+"""World models: LoggedDataset -> fitted model -> reward and uncertainty matrices (torch)."""
