@@ -1,0 +1,569 @@
+"""Raw-file fingerprints, the parsed-dataset cache and checksum verification.
+
+- `file_sha256`: sha256 of a raw file, memoised (in memory and in ``cache_dir()/fingerprints.json``) by
+  absolute path, size and mtime, so a cached load does not re-hash multi-GB logs.
+- `cached_dataset`: returns the parsed `LoggedDataset` from ``cache_dir()/parsed/<name>-<fingerprint>.npz``
+  (+ ``.json`` for sizes, names and meta; arrays over 32 MB, e.g. KuaiRand's 0.8 GB ground truth, go to
+  ``<name>-<fingerprint>.<array>.npy`` with a crc32 in the JSON, loaded as a copy-on-write memory map),
+  or builds and stores it. The fingerprint covers every raw file's
+  sha256 and size, the loader's parser version and its config, so a changed raw file or option yields a new
+  entry. Writes are atomic (temp file + `os.replace`; the JSON is written last and records the npz size and
+  array shapes, so a half-written or damaged entry is detected). A corrupt entry is deleted and rebuilt,
+  never trusted. When a raw file changed since the last build it is named in a warning; when parsing then
+  fails and the file's checksum differs from the official release's, the error says so.
+- `verify`: per-file ``OK`` / ``MISMATCH`` / ``MISSING`` (or ``UNCHECKED``: present, no reference checksum)
+  against ``<data_dir>/SHA256SUMS`` when present, else the checksums shipped in `KNOWN_SHA256`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import warnings
+import zipfile
+import zlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recgym.data.base import LoggedDataset
+from recgym.data.paths import DATASET_FOLDERS, cache_dir, data_root
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1  # bump when the npz/json layout changes
+
+# sha256 of the files of the official releases that `recgym data download` / the Webscope archive put in place
+# (taken from the project's data copy `SHA256SUMS`; its extra files, such as DORL reference artefacts, are left out).
+KNOWN_SHA256: dict[str, str] = {
+    "coat/README.txt": "d06ddde2bfb40fa325d8d185af9b4e8b23a90e994ba1ac01fcbf482cf1dc26fa",
+    "coat/propensities.ascii": "a72e3142a413623c4a6b9d20c4f70fcc017e0db67cc3eb242116f69fb8fb9661",
+    "coat/rl4rec_BetsyHJ/coat_pseudoGT_ratingM.ascii": "fee71820f155a3f43ab50858734a23102c8328cf9bd0e586ed5a7db2fb084223",
+    "coat/test.ascii": "51fa28550f5bedebc6959d0e7b5e242b173c3c8d16317c7e49b89441304504ce",
+    "coat/train.ascii": "f9088c6e95fa9a42e8be6a92fc77252b95b969e34ed1299c611420da68680873",
+    "coat/user_item_features/item_features.ascii": "72b08cc0766d3e9899231aea90c815b5bb08e07dcfba569d5f182da649099f5a",
+    "coat/user_item_features/item_features_map.txt": "2675dfaa38b89a9cbb1997f0cfcd46ed7e0e366dc515d12d95508d1f356e5d25",
+    "coat/user_item_features/user_features.ascii": "593b59c63a3f983575d3a770b32158fdfa4e2e4f63aafffdee70d1600ff072f8",
+    "coat/user_item_features/user_features_map.txt": "3b8c825ad4445d4a46a400629c5fb43c805ff5a7982b2e436b69e7262c8a013a",
+    "kuairand_pure/user_features_pure.csv": "dc729a656301b4c6d07f713fe41d05ec9bfaab670b90e531c70037caf033c011",
+    "kuairand_pure/video_features_basic_pure.csv": "a6f7ee02684c5777422306cdc416e170302288aa89aca9dfea995edbd625bcc2",
+    "ml-1m/diffrec/ml-1m_clean/item_emb.npy": "51cdab37eb5de0fcbb057e7616e19498328398633a4805471cd5078b4e3e2c77",
+    "ml-1m/diffrec/ml-1m_clean/test_list.npy": "645010f80c5a4e7b35f154587acacb596cdf3b2502531a7c71e3a8ae020c06c9",
+    "ml-1m/diffrec/ml-1m_clean/train_list.npy": "b39010ebf49c1159c71b5a44a2a45081f01c3f653f4221027fef2721cc0b0523",
+    "ml-1m/diffrec/ml-1m_clean/valid_list.npy": "93f795d0a8439bb07e644d7e69679a2c1799684bf4b19d10bd415d80a05681b2",
+    "ml-1m/diffrec/ml-1m_noisy/item_emb.npy": "6eb214c203bee7020f6d5703093075c892058a8e2bc77cae7693e62d1ae8251d",
+    "ml-1m/diffrec/ml-1m_noisy/test_list.npy": "ba638f755595545bbd5255d06685e2427c2d2502806e7ccca07fc3d76aa4e9c6",
+    "ml-1m/diffrec/ml-1m_noisy/train_list.npy": "fd19bd8593815306dc43ab8d9c8c856c3b3fa11cad0aef0c13ecface801e2dfb",
+    "ml-1m/diffrec/ml-1m_noisy/valid_list.npy": "0b56d7cb7d0d057b2d5eea388a33d5c9fef4c89730712aa35d5d0a5ff0e3e1d0",
+    "ml-1m/raw/README": "2d5ddce86ccbd247207456165827b4b9ddf27282bca93807d4c763e28414f133",
+    "ml-1m/raw/movies.dat": "0140fc2356357c1a851d0f52e893a1e4d3696df632c4141cea8d5bc3d621f0b9",
+    "ml-1m/raw/users.dat": "1dc3a95300cb19f7c10e027daf29b8cdf1d908dab65b5edfb45950aa389a10a3",
+    "yahoo_r3/WebscopeReadMe.txt": "e19d55709a27eabb3e85d2bccf86405feead5e56502b5075e3aeab96e29033bd",
+    "yahoo_r3/ydata-ymusic-rating-study-v1_0-readme.txt": "9a4bf9e9fc6b724b1a29d0403976c757d78b74d32caa290724b44ee4dcd19fb9",
+    "yahoo_r3/ydata-ymusic-rating-study-v1_0-survey-answers.txt": "d683b965ae7aed511213440415a1719c102ba6efd92eec36465366c3ecca8b72",
+    "yahoo_r3/ydata-ymusic-rating-study-v1_0-survey-questions.txt": "0da866e90981fee2835c05956f62f8af5fa1afa9fc7b408e21cd1efacbd14c25",
+    "yahoo_r3/ydata-ymusic-rating-study-v1_0-test.txt": "f27a73bef8c7ccedb17576fe2d4cc52b80c2d5fa60f13529596f003ffd0d8533",
+    "yahoo_r3/ydata-ymusic-rating-study-v1_0-train.txt": "85538b3c4a93eafc4f0ce2d39a6cd178e32a6b615ce775b9d635f7995706269d",
+}
+
+# Files each loader reads by default (relative to the data root); `verify` reports on these.
+DATASET_FILES: dict[str, tuple[str, ...]] = {
+    "coat": (
+        "coat/train.ascii",
+        "coat/test.ascii",
+        "coat/rl4rec_BetsyHJ/coat_pseudoGT_ratingM.ascii",
+        "coat/user_item_features/item_features.ascii",
+        "coat/user_item_features/item_features_map.txt",
+        "coat/user_item_features/user_features.ascii",
+        "coat/user_item_features/user_features_map.txt",
+    ),
+    "yahoo": (
+        "yahoo_r3/ydata-ymusic-rating-study-v1_0-train.txt",
+        "yahoo_r3/ydata-ymusic-rating-study-v1_0-test.txt",
+    ),
+    "kuairand": (
+        "kuairand_pure/log_standard_4_08_to_4_21_pure.csv",
+        "kuairand_pure/log_random_4_22_to_5_08_pure.csv",
+        "kuairand_pure/user_features_pure.csv",
+        "kuairand_pure/video_features_basic_pure.csv",
+    ),
+    "kuairec": ("kuairec/small_matrix.csv", "kuairec/big_matrix.csv", "kuairec/item_categories.csv"),
+    "ml1m": (
+        "ml-1m/diffrec/ml-1m_clean/train_list.npy",
+        "ml-1m/diffrec/ml-1m_clean/valid_list.npy",
+        "ml-1m/diffrec/ml-1m_clean/test_list.npy",
+        "ml-1m/diffrec/ml-1m_clean/item_emb.npy",
+    ),
+    "ml1m_noisy": (
+        "ml-1m/diffrec/ml-1m_noisy/train_list.npy",
+        "ml-1m/diffrec/ml-1m_noisy/valid_list.npy",
+        "ml-1m/diffrec/ml-1m_noisy/test_list.npy",
+        "ml-1m/diffrec/ml-1m_noisy/item_emb.npy",
+    ),
+}
+
+# Sub-folders (of the dataset folder) where the official archives put their files; loaders search these.
+SEARCH_SUBDIRS: dict[str, tuple[str, ...]] = {
+    "kuairand": ("", "data", "KuaiRand-Pure/data"),
+    "kuairec": ("", "data", "KuaiRec 2.0/data", "KuaiRec/data"),
+}
+
+_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same folder and `os.replace`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _memo_path() -> Path:
+    return cache_dir() / "fingerprints.json"
+
+
+def _load_disk_memo() -> dict[str, list[Any]]:
+    try:
+        data = json.loads(_memo_path().read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file, memoised by (absolute path, size, mtime_ns) in memory and on disk."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    if key in _MEMO:
+        return _MEMO[key]
+    disk = _load_disk_memo()
+    hit = disk.get(str(p))
+    if isinstance(hit, list) and len(hit) == 3 and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+        _MEMO[key] = str(hit[2])
+        return _MEMO[key]
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    digest = h.hexdigest()
+    _MEMO[key] = digest
+    disk = _load_disk_memo()  # re-read: another process may have added entries meanwhile
+    disk[str(p)] = [st.st_size, st.st_mtime_ns, digest]
+    with contextlib.suppress(OSError):
+        atomic_write_bytes(_memo_path(), json.dumps(disk, indent=0, sort_keys=True).encode())
+    return digest
+
+
+def fingerprint(files: Mapping[str, Path], config: Mapping[str, Any] | None = None) -> tuple[str, dict[str, str]]:
+    """A 16-hex key over the files' (role, size, sha256) and the config; also returns the per-file sha256."""
+    shas = {role: file_sha256(p) for role, p in sorted(files.items())}
+    payload = {
+        "format": CACHE_FORMAT,
+        "files": {role: [Path(files[role]).stat().st_size, sha] for role, sha in shas.items()},
+        "config": _jsonable(dict(config or {})),
+    }
+    key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return key, shas
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+# ----------------------------------------------------------------------------------------------- npz cache
+
+_FRAMES = ("train", "test", "valid")
+_ARRAYS = ("ground_truth", "item_categories", "item_features", "user_features")
+
+
+def save_parsed(ds: LoggedDataset, stem: Path) -> None:
+    """Store ``ds`` as ``<stem>.npz`` + ``<stem>.json`` atomically (JSON last: it marks a complete entry)."""
+    arrays: dict[str, np.ndarray] = {}
+    frames: dict[str, list[str] | None] = {}
+    for fname in _FRAMES:
+        df = getattr(ds, fname)
+        if df is None:
+            frames[fname] = None
+            continue
+        frames[fname] = [str(c) for c in df.columns]
+        for c in df.columns:
+            arrays[f"{fname}__{c}"] = df[c].to_numpy()
+    for aname in _ARRAYS:
+        a = getattr(ds, aname)
+        if a is not None:
+            arrays[aname] = np.ascontiguousarray(a)
+    for k, a in arrays.items():
+        if a.dtype == object:
+            raise TypeError(f"cannot cache {ds.name}: array {k!r} has dtype object")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    big = {k: a for k, a in arrays.items() if a.nbytes >= BIG_ARRAY_BYTES}
+    small = {k: a for k, a in arrays.items() if k not in big}
+    npz = stem.with_suffix(".npz")
+    _atomic_save(npz, lambda f: np.savez(f, **small))
+    big_info: dict[str, dict[str, Any]] = {}
+    for k, a in big.items():
+        path = _big_path(stem, k)
+        _atomic_save(path, lambda f, a=a: np.save(f, a, allow_pickle=False))
+        big_info[k] = {"size": path.stat().st_size, "crc32": zlib.crc32(memoryview(a).cast("B"))}
+    header = {
+        "format": CACHE_FORMAT,
+        "name": ds.name,
+        "n_users": int(ds.n_users),
+        "n_items": int(ds.n_items),
+        "category_names": list(ds.category_names),
+        "reward_kind": ds.reward_kind,
+        "positive_threshold": float(ds.positive_threshold),
+        "quit_rule": ds.quit_rule,
+        "frames": frames,
+        "arrays": {k: [list(a.shape), a.dtype.str] for k, a in arrays.items()},
+        "npz_size": npz.stat().st_size,
+        "big_arrays": big_info,
+        "meta": _jsonable(ds.meta),
+    }
+    atomic_write_bytes(stem.with_suffix(".json"), json.dumps(header, indent=1).encode())
+
+
+BIG_ARRAY_BYTES = 32 << 20  # arrays this large get their own .npy (fast read, crc32 in the JSON) instead of the npz
+
+
+def _big_path(stem: Path, key: str) -> Path:
+    return stem.parent / f"{stem.name}.{key}.npy"
+
+
+def _atomic_save(path: Path, write: Callable[[Any], None]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class CorruptCacheError(Exception):
+    """A cache entry failed its consistency checks."""
+
+
+def load_parsed(stem: Path) -> LoggedDataset:
+    """Read an entry written by `save_parsed`; raise `CorruptCacheError` (or FileNotFoundError) if unusable."""
+    jpath, npz = stem.with_suffix(".json"), stem.with_suffix(".npz")
+    if not jpath.is_file():
+        raise FileNotFoundError(jpath)
+    try:
+        header = json.loads(jpath.read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise CorruptCacheError(f"{jpath.name}: unreadable JSON ({e})") from e
+    if not isinstance(header, dict) or header.get("format") != CACHE_FORMAT:
+        raise CorruptCacheError(f"{jpath.name}: unknown cache format")
+    if not npz.is_file():
+        raise CorruptCacheError(f"{npz.name} is missing")
+    if npz.stat().st_size != header.get("npz_size"):
+        raise CorruptCacheError(f"{npz.name} has {npz.stat().st_size} bytes, expected {header.get('npz_size')}")
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        expected = header["arrays"]
+        big = header.get("big_arrays", {})
+        with np.load(npz, allow_pickle=False) as z:
+            if sorted(z.files) != sorted(k for k in expected if k not in big):
+                raise CorruptCacheError(f"{npz.name}: members {sorted(z.files)} do not match the JSON")
+            for k in z.files:
+                arrays[k] = z[k]  # reading a whole member checks its zip CRC
+        for k, info in big.items():
+            path = _big_path(stem, k)
+            if not path.is_file() or path.stat().st_size != info["size"]:
+                raise CorruptCacheError(f"{path.name} is missing or has the wrong size")
+            # copy-on-write map: no up-front copy of a 0.8 GB matrix, pages come from the OS page cache,
+            # and the array is still writable for callers (writes never reach the file)
+            a = np.load(path, allow_pickle=False, mmap_mode="c").view(np.ndarray)
+            if zlib.crc32(memoryview(np.ascontiguousarray(a)).cast("B")) != info["crc32"]:
+                raise CorruptCacheError(f"{path.name}: crc32 mismatch")
+            arrays[k] = a
+        for k, (shape, dtype) in expected.items():
+            a = arrays[k]
+            if list(a.shape) != list(shape) or a.dtype.str != dtype:
+                raise CorruptCacheError(f"{k} is {a.dtype.str}{a.shape}, expected {dtype}{shape}")
+    except CorruptCacheError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, TypeError, AttributeError) as e:
+        raise CorruptCacheError(f"{npz.name}: {type(e).__name__}: {e}") from e
+    frames: dict[str, pd.DataFrame | None] = {}
+    for fname in _FRAMES:
+        cols = header["frames"].get(fname)
+        frames[fname] = None if cols is None else pd.DataFrame({c: arrays[f"{fname}__{c}"] for c in cols})
+    try:
+        return LoggedDataset(
+            name=header["name"],
+            n_users=int(header["n_users"]),
+            n_items=int(header["n_items"]),
+            train=frames["train"],
+            test=frames["test"],
+            valid=frames["valid"],
+            ground_truth=arrays.get("ground_truth"),
+            item_categories=arrays["item_categories"],
+            category_names=list(header["category_names"]),
+            item_features=arrays.get("item_features"),
+            user_features=arrays.get("user_features"),
+            reward_kind=header["reward_kind"],
+            positive_threshold=float(header["positive_threshold"]),
+            quit_rule=header["quit_rule"],
+            meta=header.get("meta", {}),
+        )
+    except (KeyError, ValueError, TypeError) as e:
+        raise CorruptCacheError(f"{jpath.name}: inconsistent entry ({e})") from e
+
+
+def _remove_entry(stem: Path) -> None:
+    for p in [stem.with_suffix(".json"), stem.with_suffix(".npz"), *stem.parent.glob(f"{stem.name}.*.npy")]:
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
+def parsed_dir() -> Path:
+    """Folder of parsed-dataset cache entries."""
+    return cache_dir() / "parsed"
+
+
+def cached_dataset(
+    name: str,
+    files: Mapping[str, Path],
+    build: Callable[[], LoggedDataset],
+    *,
+    config: Mapping[str, Any] | None = None,
+    use_cache: bool = True,
+    data_root_dir: Path | None = None,
+) -> LoggedDataset:
+    """Return the parsed dataset for these raw ``files`` (role -> path), building and caching it on a miss.
+
+    ``config`` (loader options and parser version) is part of the key. Adds ``meta["source_files"]``
+    (role -> file name, size, sha256) and ``meta["fingerprint"]``. With ``use_cache=False`` nothing is read
+    or written.
+    """
+    key, shas = fingerprint(files, config)
+    stem = parsed_dir() / f"{name}-{key}"
+    index_path = parsed_dir() / "last_parsed.json"
+    if use_cache:
+        try:
+            ds = load_parsed(stem)
+            log.debug("%s: loaded parsed cache %s", name, stem)
+            return ds
+        except FileNotFoundError:
+            pass
+        except CorruptCacheError as e:
+            warnings.warn(f"{name}: parsed cache entry is corrupt ({e}); rebuilding it", stacklevel=2)
+            _remove_entry(stem)
+        _warn_changed(name, index_path, files, shas)
+    try:
+        ds = build()
+    except ValueError as e:
+        raise _annotate_checksum(e, files, shas, data_root_dir) from e
+    ds.meta.setdefault("source_files", {})
+    for role, p in sorted(files.items()):
+        rel = _relpath(Path(p), data_root_dir)
+        ds.meta["source_files"][role] = {
+            "file": rel,
+            "size": Path(p).stat().st_size,
+            "sha256": shas[role],
+            "official_sha256": KNOWN_SHA256.get(rel, None),
+        }
+    ds.meta["fingerprint"] = key
+    if use_cache:
+        try:
+            save_parsed(ds, stem)
+            _record_parsed(index_path, files, shas)
+        except OSError as e:  # a read-only cache must not break loading
+            warnings.warn(f"{name}: could not write the parsed cache under {parsed_dir()} ({e})", stacklevel=2)
+    return ds
+
+
+def _relpath(p: Path, root: Path | None) -> str:
+    if root is not None:
+        with contextlib.suppress(ValueError):
+            return p.resolve().relative_to(root.resolve()).as_posix()
+    return p.name
+
+
+def _read_index(index_path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(index_path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _record_parsed(index_path: Path, files: Mapping[str, Path], shas: Mapping[str, str]) -> None:
+    """Remember the sha256 each raw file (by absolute path) had when it was last parsed."""
+    index = _read_index(index_path)
+    for role, p in files.items():
+        index[str(Path(p).resolve())] = shas[role]
+    atomic_write_bytes(index_path, json.dumps(index, indent=0, sort_keys=True).encode())
+
+
+def _warn_changed(name: str, index_path: Path, files: Mapping[str, Path], shas: Mapping[str, str]) -> None:
+    """Warn, naming the file, when a raw file parsed before has different content now."""
+    last = _read_index(index_path)
+    for role, p in sorted(files.items()):
+        old = last.get(str(Path(p).resolve()))
+        if old is not None and old != shas[role]:
+            warnings.warn(
+                f"{name}: raw file {p} changed since it was last parsed "
+                f"(sha256 {old[:12]}... -> {shas[role][:12]}...); re-parsing it",
+                stacklevel=3,
+            )
+
+
+def _annotate_checksum(
+    err: ValueError, files: Mapping[str, Path], shas: Mapping[str, str], root: Path | None
+) -> ValueError:
+    bad = [
+        str(files[r])
+        for r in shas
+        if KNOWN_SHA256.get(_relpath(Path(files[r]), root)) not in (None, shas[r])
+    ]
+    if not bad:
+        return err
+    return ValueError(
+        f"{err}\n(checksum differs from the official release for: {', '.join(bad)}; the file may be corrupt "
+        f"or modified: re-download it or run `recgym data verify`)"
+    )
+
+
+# ----------------------------------------------------------------------------------------------- verify
+
+
+def _read_sha256sums(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        parts = line.strip().split(maxsplit=1)
+        if len(parts) != 2:
+            continue
+        digest, rel = parts
+        rel = rel.lstrip("*")
+        if rel.startswith("./"):
+            rel = rel[2:]
+        out[rel] = digest.lower()
+    return out
+
+
+def _prefixes(name: str) -> tuple[str, ...]:
+    if name == "ml1m":
+        return ("ml-1m/diffrec/ml-1m_clean/", "ml-1m/raw/")
+    if name == "ml1m_noisy":
+        return ("ml-1m/diffrec/ml-1m_noisy/", "ml-1m/raw/")
+    return (DATASET_FOLDERS[name] + "/",)
+
+
+def verify(name: str, data_dir: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """Check a dataset's files: relative path -> ``OK`` / ``MISMATCH`` / ``MISSING`` / ``UNCHECKED``.
+
+    Reference checksums: ``<data_dir>/SHA256SUMS`` if it exists (lines ``<sha256>  ./<relpath>``), otherwise
+    the built-in `KNOWN_SHA256`. Files listed there for the dataset plus the files its loader needs
+    (`DATASET_FILES`) are checked; ``UNCHECKED`` means present but without a reference checksum (e.g. the
+    KuaiRand logs, whose checksums we could not obtain).
+    """
+    if name not in DATASET_FOLDERS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {sorted(DATASET_FOLDERS)}")
+    root = data_root(data_dir)
+    sums_file = root / "SHA256SUMS"
+    reference = _read_sha256sums(sums_file) if sums_file.is_file() else dict(KNOWN_SHA256)
+    prefixes = _prefixes(name)
+    wanted = {r for r in reference if r.startswith(prefixes)} | set(DATASET_FILES.get(name, ()))
+    out: dict[str, str] = {}
+    for rel in sorted(wanted):
+        p = root / rel
+        if not p.is_file():
+            alt = _find_in_subdirs(name, root, rel)
+            if alt is None:
+                out[rel] = "MISSING"
+                continue
+            p = alt
+        ref = reference.get(rel)
+        if ref is None:
+            out[rel] = "UNCHECKED"
+        else:
+            out[rel] = "OK" if file_sha256(p) == ref else "MISMATCH"
+    return out
+
+
+def _find_in_subdirs(name: str, root: Path, rel: str) -> Path | None:
+    folder, _, fname = rel.partition("/")
+    for sub in SEARCH_SUBDIRS.get(name, ()):
+        cand = root / folder / sub / fname if sub else root / folder / fname
+        if cand.is_file():
+            return cand
+    return None
+
+
+# ----------------------------------------------------------------------------------------------- locating files
+
+YAHOO_HINT = (
+    "Yahoo! R3 cannot be downloaded automatically: it needs a Yahoo! Webscope licence. Apply at "
+    "https://webscope.sandbox.yahoo.com/ (catalogue 'Ratings and Classification Data', dataset R3 "
+    "'Yahoo! Music ratings for User Selected and Randomly Selected songs'), then put "
+    "ydata-ymusic-rating-study-v1_0-train.txt and ydata-ymusic-rating-study-v1_0-test.txt in {folder}"
+)
+
+
+def locate(name: str, filename: str, data_dir: str | os.PathLike[str] | None = None, *, folder: str = "") -> Path:
+    """Find a raw file of dataset ``name`` (searching the official archives' sub-folders) or raise.
+
+    Raises `DataNotFoundError` naming the file, every folder searched and how to get the data.
+    """
+    from recgym.data.paths import DataNotFoundError, dataset_dir
+
+    base = dataset_dir(name, data_dir) / folder if folder else dataset_dir(name, data_dir)
+    searched = []
+    for sub in SEARCH_SUBDIRS.get(name, ("",)):
+        d = base / sub if sub else base
+        searched.append(str(d))
+        if (d / filename).is_file():
+            return d / filename
+    if name == "yahoo":
+        how = YAHOO_HINT.format(folder=base)
+    else:
+        dl = "ml1m" if name == "ml1m_noisy" else name
+        how = (
+            f"run `recgym data download {dl}` (or pass data_dir= / set RECGYM_DATA_DIR to a folder "
+            f"that holds {DATASET_FOLDERS[name]}/)"
+        )
+    raise DataNotFoundError(
+        f"{name}: missing file {filename!r} (searched {', '.join(searched)}); {how}"
+    )

@@ -1,0 +1,232 @@
+"""Parsed-dataset cache: round trip, corrupt entries rebuilt, changed raw files detected; verify(); fingerprints."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recgym.data import cache
+from recgym.data.base import LoggedDataset
+from recgym.data.coat import load_coat
+from tests.conftest import require_data
+
+COAT = ("coat/train.ascii", "coat/rl4rec_BetsyHJ/coat_pseudoGT_ratingM.ascii")
+
+
+@pytest.fixture()
+def cache_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "cache"
+    monkeypatch.setenv("RECGYM_CACHE_DIR", str(d))
+    return d
+
+
+def _tiny(name: str = "tiny") -> LoggedDataset:
+    return LoggedDataset(
+        name=name,
+        n_users=3,
+        n_items=4,
+        train=pd.DataFrame(
+            {"user": np.array([0, 1, 2], np.int32), "item": np.array([3, 0, 1], np.int32),
+             "reward": np.array([1.0, 0.5, 2.0], np.float32), "time": np.array([10, 20, 30], np.int64)}
+        ),  # fmt: skip
+        test=pd.DataFrame({"user": np.array([0], np.int32), "item": np.array([2], np.int32), "reward": np.ones(1, np.float32)}),
+        ground_truth=np.arange(12, dtype=np.float32).reshape(3, 4),
+        item_categories=np.eye(4, 2, dtype=bool),
+        category_names=["a", "b"],
+        reward_kind="rating",
+        positive_threshold=1.5,
+        quit_rule="distance",
+        user_features=np.ones((3, 2), np.float32),
+        meta={"k": [1, 2], "x": np.float64(0.5)},
+    )
+
+
+def _raw(tmp_path: Path) -> dict[str, Path]:
+    p = tmp_path / "raw.txt"
+    p.write_text("hello\n")
+    return {"raw": p}
+
+
+def test_round_trip_preserves_everything(cache_root: Path, tmp_path: Path) -> None:
+    calls = []
+
+    def build() -> LoggedDataset:
+        calls.append(1)
+        return _tiny()
+
+    a = cache.cached_dataset("tiny", _raw(tmp_path), build, config={"v": 1})
+    b = cache.cached_dataset("tiny", _raw(tmp_path), build, config={"v": 1})
+    assert len(calls) == 1  # second call read the cache
+    pd.testing.assert_frame_equal(a.train, b.train)
+    pd.testing.assert_frame_equal(a.test, b.test)
+    assert b.valid is None and b.item_features is None
+    np.testing.assert_array_equal(a.ground_truth, b.ground_truth)
+    np.testing.assert_array_equal(b.item_categories, np.eye(4, 2, dtype=bool))
+    assert b.train["time"].dtype == np.int64 and b.user_features.dtype == np.float32
+    assert b.category_names == ["a", "b"] and b.positive_threshold == 1.5
+    assert b.meta["k"] == [1, 2] and b.meta["x"] == 0.5
+    assert b.meta["source_files"]["raw"]["sha256"] == cache.file_sha256(tmp_path / "raw.txt")
+    entries = sorted(p.name for p in (cache_root / "parsed").iterdir())
+    key = a.meta["fingerprint"]
+    assert f"tiny-{key}.npz" in entries and f"tiny-{key}.json" in entries
+    assert not [e for e in entries if e.endswith(".tmp")]
+    # another config -> another entry
+    cache.cached_dataset("tiny", _raw(tmp_path), build, config={"v": 2})
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "json", "missing_npz", "shape", "big_flip", "big_missing"])
+def test_corrupt_entry_is_rebuilt(
+    cache_root: Path, tmp_path: Path, damage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if damage.startswith("big"):  # the 48-byte ground truth goes to its own .npy
+        monkeypatch.setattr(cache, "BIG_ARRAY_BYTES", 40)
+    calls = []
+
+    def build() -> LoggedDataset:
+        calls.append(1)
+        return _tiny()
+
+    ds = cache.cached_dataset("tiny", _raw(tmp_path), build)
+    stem = cache_root / "parsed" / f"tiny-{ds.meta['fingerprint']}"
+    npz, js = stem.with_suffix(".npz"), stem.with_suffix(".json")
+    big = stem.parent / f"{stem.name}.ground_truth.npy"
+    assert big.is_file() == damage.startswith("big")
+    data = bytearray(npz.read_bytes())
+    if damage == "big_flip":
+        b = bytearray(big.read_bytes())
+        b[-3] ^= 0x01
+        big.write_bytes(bytes(b))
+    elif damage == "big_missing":
+        big.unlink()
+    elif damage == "truncate":
+        npz.write_bytes(bytes(data[: len(data) // 2]))
+    elif damage == "flip":  # same size, one byte of the ground-truth payload changed: zip CRC catches it
+        i = data.find(np.arange(12, dtype=np.float32).tobytes())
+        assert i > 0
+        data[i + 5] ^= 0xFF
+        npz.write_bytes(bytes(data))
+    elif damage == "json":
+        js.write_text("{not json")
+    elif damage == "missing_npz":
+        npz.unlink()
+    else:
+        h = json.loads(js.read_text())
+        h["arrays"]["ground_truth"][0] = [4, 3]
+        js.write_text(json.dumps(h))
+    with pytest.warns(UserWarning, match="parsed cache entry is corrupt"):
+        again = cache.cached_dataset("tiny", _raw(tmp_path), build)
+    assert len(calls) == 2
+    np.testing.assert_array_equal(again.ground_truth, np.arange(12, dtype=np.float32).reshape(3, 4))
+    # the rebuilt entry is good again
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cache.cached_dataset("tiny", _raw(tmp_path), build)
+    assert len(calls) == 2
+
+
+def test_changed_raw_file_is_named_and_reparsed(cache_root: Path, tmp_path: Path) -> None:
+    files = _raw(tmp_path)
+    seen = []
+
+    def build() -> LoggedDataset:
+        seen.append(files["raw"].read_text())
+        return _tiny()
+
+    first = cache.cached_dataset("tiny", files, build)
+    files["raw"].write_text("changed content\n")
+    with pytest.warns(UserWarning, match=r"raw file .*raw\.txt changed since it was last parsed"):
+        second = cache.cached_dataset("tiny", files, build)
+    assert seen == ["hello\n", "changed content\n"]
+    assert first.meta["fingerprint"] != second.meta["fingerprint"]
+
+
+def test_fingerprint_memo_and_change_detection(cache_root: Path, tmp_path: Path) -> None:
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"abc")
+    import hashlib
+
+    assert cache.file_sha256(p) == hashlib.sha256(b"abc").hexdigest()
+    memo = json.loads((cache_root / "fingerprints.json").read_text())
+    assert memo[str(p.resolve())][2] == hashlib.sha256(b"abc").hexdigest()
+    p.write_bytes(b"abcd")  # size changes -> re-hashed
+    assert cache.file_sha256(p) == hashlib.sha256(b"abcd").hexdigest()
+
+
+def test_build_error_mentions_checksum_mismatch(cache_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    (root / "coat").mkdir(parents=True)
+    f = root / "coat" / "train.ascii"
+    f.write_text("1 2 3\n")
+
+    def build() -> LoggedDataset:
+        raise ValueError(f"malformed dataset file {f}, line 1: boom")
+
+    with pytest.raises(ValueError, match=r"boom\n\(checksum differs from the official release for: .*train\.ascii"):
+        cache.cached_dataset("coat", {"train": f}, build, data_root_dir=root)
+
+
+def test_coat_real_cache_round_trip(cache_root: Path) -> None:
+    root = require_data(*COAT)
+    a = load_coat(root)
+    assert list((cache_root / "parsed").glob("coat-*.npz"))
+    b = load_coat(root)
+    pd.testing.assert_frame_equal(a.train, b.train)
+    np.testing.assert_array_equal(a.ground_truth, b.ground_truth)
+    assert a.meta == b.meta and a.category_names == b.category_names
+    c = load_coat(root, use_cache=False)
+    np.testing.assert_array_equal(a.item_categories, c.item_categories)
+
+
+def test_verify_ok_mismatch_missing(tmp_path: Path) -> None:
+    real = require_data(*COAT)
+    root = tmp_path / "data"
+    shutil.copytree(real / "coat", root / "coat")
+    for p in (root / "coat").rglob("*"):
+        if p.is_file():
+            p.chmod(0o644)
+    res = cache.verify("coat", root)  # no SHA256SUMS here: built-in checksums
+    assert res["coat/train.ascii"] == "OK" and set(res.values()) == {"OK"}
+    assert len(res) == 9  # coat.zip's 8 files + the pseudo-ground-truth matrix
+    (root / "coat" / "train.ascii").write_text("0\n")
+    (root / "coat" / "test.ascii").unlink()
+    res = cache.verify("coat", root)
+    assert res["coat/train.ascii"] == "MISMATCH" and res["coat/test.ascii"] == "MISSING"
+    assert res["coat/propensities.ascii"] == "OK"
+    # with the shared data's SHA256SUMS
+    shared = cache.verify("yahoo", real)  # the shared data has a SHA256SUMS file: it is the reference
+    assert shared["yahoo_r3/ydata-ymusic-rating-study-v1_0-train.txt"] == "OK" and set(shared.values()) == {"OK"}
+    kr = cache.verify("kuairand", tmp_path / "empty")
+    assert kr["kuairand_pure/log_random_4_22_to_5_08_pure.csv"] == "MISSING"
+
+
+def test_verify_unchecked_and_unknown(tmp_path: Path) -> None:
+    d = tmp_path / "kuairec"
+    d.mkdir()
+    (d / "small_matrix.csv").write_text("x\n")
+    res = cache.verify("kuairec", tmp_path)
+    assert res == {
+        "kuairec/big_matrix.csv": "MISSING",
+        "kuairec/item_categories.csv": "MISSING",
+        "kuairec/small_matrix.csv": "UNCHECKED",
+    }
+    with pytest.raises(ValueError, match="unknown dataset 'nope'"):
+        cache.verify("nope", tmp_path)
+
+
+def test_load_time_benchmark_uses_a_temporary_cache(cache_root: Path) -> None:
+    from recgym.benchmarks.data_load_times import format_table, measure
+
+    root = require_data(*COAT)
+    row = measure("coat", str(root))
+    assert row["cold_s"] > 0 and row["cached_s"] > 0 and row["summary"]["train_rows"] == 6960
+    assert not (cache_root / "parsed").exists()  # the session's cache was not touched
+    missing = measure("kuairec", str(cache_root / "nothing-here"))
+    table = format_table([row, missing])
+    assert "coat" in table and "not available: kuairec: missing file 'small_matrix.csv'" in table

@@ -1,0 +1,218 @@
+"""KuaiRand-Pure and KuaiRec loaders on fixtures written at test time in exactly the official formats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recgym.data import DataNotFoundError, load_dataset
+from recgym.data.kuairand import load_kuairand
+from recgym.data.kuairec import load_kuairec
+from tests.conftest import require_data
+from tests.data.fixtures_kuai import (
+    KUAIRAND_LOG_HEADER,
+    KuaiRandFixture,
+    KuaiRecFixture,
+    write_kuairand_fixture,
+    write_kuairec_fixture,
+)
+
+FEATURES = ("kuairand_pure/user_features_pure.csv", "kuairand_pure/video_features_basic_pure.csv")
+
+
+@pytest.fixture(scope="module")
+def kuairand(tmp_path_factory: pytest.TempPathFactory) -> KuaiRandFixture:
+    real = require_data(*FEATURES) / "kuairand_pure"
+    return write_kuairand_fixture(tmp_path_factory.mktemp("kuairand"), real, n_users=300, n_items=200)
+
+
+@pytest.fixture()
+def kuairec(tmp_path: Path) -> KuaiRecFixture:
+    return write_kuairec_fixture(tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------- KuaiRand
+
+
+def test_kuairand_fixture_is_official_format(kuairand: KuaiRandFixture) -> None:
+    d = kuairand.root / "kuairand_pure"
+    for f in ("log_standard_4_08_to_4_21_pure.csv", "log_random_4_22_to_5_08_pure.csv"):
+        df = pd.read_csv(d / f)
+        assert ",".join(df.columns) == KUAIRAND_LOG_HEADER and len(df.columns) == 19
+        assert df["date"].between(20220408, 20220508).all() and (df["hourmin"] % 100 == 0).all()
+    assert pd.read_csv(d / "log_random_4_22_to_5_08_pure.csv")["is_rand"].eq(1).all()
+
+
+def test_kuairand_loads_fixture(kuairand: KuaiRandFixture) -> None:
+    ds = load_dataset("kuairand", data_dir=kuairand.root)
+    assert (ds.n_users, ds.n_items) == (300, 200)
+    assert (len(ds.train), len(ds.test)) == (kuairand.train_rows, kuairand.test_rows)
+    assert ds.train["user"].dtype == np.int32 and ds.train["reward"].dtype == np.float32
+    assert ds.train["time"].dtype == np.int64 and ds.train["time"].is_monotonic_increasing
+    raw = pd.read_csv(kuairand.root / "kuairand_pure" / "log_standard_4_08_to_4_21_pure.csv")
+    np.testing.assert_array_equal(ds.train["item"], raw["video_id"])
+    np.testing.assert_array_equal(ds.train["reward"], raw["is_click"])
+    assert ds.ground_truth.shape == (300, 200) and ds.ground_truth.dtype == np.float32
+    assert ds.ground_truth.min() >= 0.0 and ds.ground_truth.max() <= 1.0
+    assert (ds.reward_kind, ds.quit_rule, ds.positive_threshold) == ("click", "category", 1.0)
+    # categories = the tag column of the real video features
+    vids = pd.read_csv(kuairand.root / "kuairand_pure" / "video_features_basic_pure.csv", dtype={"tag": str})
+    for v in (0, 5, 7):
+        tags = sorted(int(t) for t in vids.loc[v, "tag"].split(","))
+        got = sorted(int(ds.category_names[j].split(":")[1]) for j in np.flatnonzero(ds.item_categories[v]))
+        assert got == tags
+    assert ds.meta["dorl_feature_ids"] == [int(n.split(":")[1]) + 1 for n in ds.category_names]
+    assert ds.user_features.shape[0] == 300 and ds.user_features.dtype == np.float32
+    assert np.isfinite(ds.user_features).all() and np.isfinite(ds.item_features).all()
+    assert "user_active_degree=full_active" in ds.meta["user_feature_names"]
+
+
+def test_kuairand_ground_truth_recovers_planted_clicks(kuairand: KuaiRandFixture) -> None:
+    ds = load_kuairand(kuairand.root)
+    check = ds.meta["ground_truth_check"]
+    assert check["auc_completion"] > check["auc_item_mean"] + 0.05
+    assert check["rmse_completion"] < check["rmse_item_mean"]
+    corr = np.corrcoef(ds.ground_truth.ravel(), kuairand.click_prob().ravel())[0, 1]
+    assert corr > 0.7
+    again = load_kuairand(kuairand.root, use_cache=False)
+    np.testing.assert_array_equal(again.ground_truth, ds.ground_truth)  # deterministic
+
+
+def _break_line(path: Path, line_no: int, field: int, value: str) -> None:
+    lines = path.read_text().splitlines()
+    parts = lines[line_no - 1].split(",")
+    parts[field] = value
+    lines[line_no - 1] = ",".join(parts)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_kuairand_malformed_logs(tmp_path: Path) -> None:
+    real = require_data(*FEATURES) / "kuairand_pure"
+    fx = write_kuairand_fixture(tmp_path, real, n_users=50, n_items=40, n_train=300, n_test=300)
+    log = fx.root / "kuairand_pure" / "log_standard_4_08_to_4_21_pure.csv"
+    good = log.read_text()
+    _break_line(log, 17, 5, "yes")
+    with pytest.raises(ValueError, match=r"log_standard_4_08_to_4_21_pure\.csv, line 17, field 'is_click': expected"):
+        load_kuairand(fx.root, use_cache=False)
+    log.write_text(good)
+    _break_line(log, 9, 1, "40")  # video 40 does not exist (40 videos: 0..39)
+    with pytest.raises(ValueError, match=r"line 9, field 'video_id': value 40 is outside the valid range \[0, 39\]"):
+        load_kuairand(fx.root, use_cache=False)
+    log.write_text(good)
+    _break_line(log, 4, 5, "2")
+    with pytest.raises(ValueError, match=r"line 4, field 'is_click': value 2 is not one of \[0, 1\]"):
+        load_kuairand(fx.root, use_cache=False)
+    log.write_text(good.replace("is_rand,tab", "is_rand", 1))
+    with pytest.raises(ValueError, match=r"line 1: header is .* expected \['user_id'"):
+        load_kuairand(fx.root, use_cache=False)
+    lines = good.splitlines()
+    lines[5] = lines[5] + ",7"
+    log.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"line 6: expected 19 fields, found 20"):
+        load_kuairand(fx.root, use_cache=False)
+    log.unlink()
+    with pytest.raises(DataNotFoundError, match=r"log_standard_4_08_to_4_21_pure\.csv.*recgym data download kuairand"):
+        load_kuairand(fx.root)
+
+
+def test_kuairand_official_archive_layout(tmp_path: Path) -> None:
+    """Files left in the archive's ``KuaiRand-Pure/data`` sub-folder are found too."""
+    real = require_data(*FEATURES) / "kuairand_pure"
+    fx = write_kuairand_fixture(tmp_path / "stage", real, n_users=20, n_items=30, n_train=200, n_test=300)
+    target = tmp_path / "root" / "kuairand_pure" / "KuaiRand-Pure"
+    target.parent.mkdir(parents=True)
+    (fx.root / "kuairand_pure").rename(tmp_path / "data")
+    target.mkdir()
+    (tmp_path / "data").rename(target / "data")
+    ds = load_kuairand(tmp_path / "root", use_cache=False)
+    assert (ds.n_users, ds.n_items, len(ds.test)) == (20, 30, 300)
+
+
+@pytest.mark.slow
+def test_kuairand_full_real_features_memory_layout(tmp_path: Path) -> None:
+    """With the complete real feature files the ground truth is 27,285 x 7,583 float32 (as in DORL); 0.8 GB,
+    so it is marked slow."""
+    real = require_data(*FEATURES) / "kuairand_pure"
+    fx = write_kuairand_fixture(tmp_path, real, n_users=None, n_items=None, n_train=500, n_test=2000)
+    ds = load_kuairand(fx.root, use_cache=False)
+    assert (ds.n_users, ds.n_items) == (27285, 7583)
+    assert ds.ground_truth.shape == (27285, 7583) and ds.ground_truth.dtype == np.float32
+    assert ds.item_categories.shape[0] == 7583 and ds.meta["n_items_without_tag"] == 96
+    assert ds.user_features.shape[0] == 27285
+
+
+# ----------------------------------------------------------------------------------------------- KuaiRec
+
+
+def test_kuairec_loads_fixture(kuairec: KuaiRecFixture) -> None:
+    ds = load_kuairec(kuairec.root)
+    n_gt, n_items = len(kuairec.small_users), len(kuairec.small_videos)
+    assert ds.n_gt_users == n_gt and ds.n_items == n_items
+    assert ds.n_users == n_gt + len(kuairec.big_only_users)
+    # ids: ground-truth users first, then the other big-matrix users, each in increasing original id
+    assert ds.meta["user_ids"] == kuairec.small_users.tolist() + kuairec.big_only_users.tolist()
+    assert ds.meta["video_ids"] == kuairec.small_videos.tolist()
+    wr = kuairec.watch_ratio
+    observed = ~np.isnan(wr)
+    np.testing.assert_allclose(ds.ground_truth[observed], np.minimum(wr[observed], 5.0), rtol=1e-6)
+    assert ds.ground_truth.max() <= 5.0 and (wr[observed] > 5).any()
+    # missing cells -> the video's mean over users who have it
+    clipped = np.where(observed, np.minimum(wr, 5.0), np.nan)
+    for a, b in zip(*np.nonzero(~observed), strict=True):
+        assert ds.ground_truth[a, b] == pytest.approx(np.nanmean(clipped[:, b]), rel=1e-5)
+    assert ds.meta["gt_missing_cells"] == int((~observed).sum()) == 4
+    assert len(ds.test) == int(observed.sum())
+    # train: big-matrix rows on small-matrix videos only
+    assert len(ds.train) == kuairec.big_rows_on_small_videos
+    assert ds.meta["n_big_rows_dropped"] == kuairec.big_rows - kuairec.big_rows_on_small_videos
+    big = pd.read_csv(kuairec.root / "kuairec" / "big_matrix.csv")
+    big = big[big.video_id.isin(kuairec.small_videos)]
+    uid = np.array(ds.meta["user_ids"])
+    np.testing.assert_array_equal(uid[ds.train["user"]], big["user_id"])
+    np.testing.assert_allclose(ds.train["reward"], np.minimum(big["watch_ratio"], 5), rtol=1e-6)
+    assert ds.train["time"].isna().sum() == big["timestamp"].isna().sum()
+    # categories from the list literals
+    for j, v in enumerate(kuairec.small_videos):
+        got = sorted(int(ds.category_names[c].split(":")[1]) for c in np.flatnonzero(ds.item_categories[j]))
+        assert got == sorted(kuairec.tags[int(v)])
+    assert (ds.reward_kind, ds.quit_rule) == ("watch_ratio", "category")
+
+
+def test_kuairec_malformed(kuairec: KuaiRecFixture) -> None:
+    cats = kuairec.root / "kuairec" / "item_categories.csv"
+    good = cats.read_text()
+    lines = good.splitlines()
+    lines[3] = '2,"[27, x]"'
+    cats.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"item_categories\.csv, line 4, field 'feat': expected a list literal"):
+        load_kuairec(kuairec.root, use_cache=False)
+    cats.write_text(good)
+    small = kuairec.root / "kuairec" / "small_matrix.csv"
+    lines = small.read_text().splitlines()
+    parts = lines[5].split(",")
+    parts[-1] = "-0.5"
+    lines[5] = ",".join(parts)
+    small.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"small_matrix\.csv, line 6, field 'watch_ratio': value -0.5 is outside"):
+        load_kuairec(kuairec.root, use_cache=False)
+    parts[-1] = ""
+    lines[5] = ",".join(parts)
+    small.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"small_matrix\.csv, line 6, field 'watch_ratio': value nan is not a finite"):
+        load_kuairec(kuairec.root, use_cache=False)
+
+
+def test_kuairec_duplicate_small_pairs_are_averaged(kuairec: KuaiRecFixture) -> None:
+    small = kuairec.root / "kuairec" / "small_matrix.csv"
+    lines = small.read_text().splitlines()
+    first = lines[1].split(",")
+    dup = first[:-1] + ["0.5"]
+    small.write_text("\n".join(lines + [",".join(dup)]) + "\n")
+    with pytest.warns(UserWarning, match="more than once; averaging"):
+        ds = load_kuairec(kuairec.root, use_cache=False)
+    assert ds.meta["gt_duplicate_pairs"] == 1
+    expected = (min(float(first[-1]), 5.0) + 0.5) / 2
+    assert ds.ground_truth[0, 0] == pytest.approx(expected, rel=1e-6)
