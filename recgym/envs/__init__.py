@@ -1,1 +1,36 @@
 """Batched torch envs (see DESIGN.md). Attributes are imported lazily so `import recgym` stays light."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "BatchedEnv": "recgym.envs.core",
+    "SingleEnvAdapter": "recgym.envs.core",
+    "RecEnv": "recgym.envs.rec",
+    "RecState": "recgym.envs.rec",
+    "GroundTruthRecEnv": "recgym.envs.rec",
+    "PRESETS": "recgym.envs.rec",
+    "MODES": "recgym.envs.rec",
+    "resolve_protocol": "recgym.envs.rec",
+    "evaluate": "recgym.envs.evaluate",
+    "to_sb3": "recgym.envs.sb3",
+    "ContinuousItemActionWrapper": "recgym.envs.sb3",
+    "check_vector_env": "recgym.envs.checker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'recgym.envs' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = sorted(_LAZY)

@@ -1,0 +1,509 @@
+"""`BatchedEnv`: the base of every recgym env, a `gymnasium.vector.VectorEnv` batched over torch tensors.
+
+What the base does, so that subclasses only write the dynamics:
+
+* state lives in torch tensors on ``self.device``; ``step`` takes a tensor of actions and returns tensors
+  (observations, float32 rewards, bool terminations / truncations, a dict of tensors as info);
+* autoreset bookkeeping for the three gymnasium modes, chosen by ``autoreset_mode`` (``NEXT_STEP`` default,
+  ``SAME_STEP``, ``DISABLED``; see https://farama.org/Vector-Autoreset-Mode):
+
+  - ``NEXT_STEP``: an env whose episode ended at step t is reset at step t+1; its action at t+1 is ignored,
+    its reward is 0 and its flags are False; the observation returned is the new episode's first one.
+  - ``SAME_STEP``: ended envs are reset inside the same ``step``; the returned observation is the new
+    episode's first one and ``info["final_obs"]`` (a batched observation of the same structure, valid where
+    ``info["_final_obs"]`` is True) / ``info["final_info"]`` hold the last observation / info of the
+    episodes that ended.
+  - ``DISABLED``: nothing is reset automatically; ``reset(options={"reset_mask": mask})`` resets the envs
+    in ``mask`` (bool [num_envs]); stepping an env whose episode has ended raises.
+
+* seeding. ``reset(seed=s)`` seeds ``self.generator`` (a ``torch.Generator`` on the device, for batch-level
+  randomness) with ``s`` and gives env ``i`` its own stream key ``s + i`` (the same convention as
+  gymnasium's ``SyncVectorEnv``, which seeds sub-env ``i`` with ``s + i``). Per-episode randomness (e.g. which
+  user an episode gets) comes from `BatchedEnv.per_env_randint`, a counter-based hash of (env key, episode
+  index, purpose): it is vectorised, identical on every device, and independent of the batch size. Hence
+  env ``i`` of a batched env reset with seed ``s`` replays exactly the episodes of a single env (num_envs=1)
+  reset with seed ``s + i`` -- "batched == N independent single envs", checked by `check_vector_env`.
+  ``reset()`` without a seed continues every env's stream (its next episode).
+
+Subclasses implement four hooks, all batched and free of per-env Python loops:
+``_reset_envs(mask)`` (start a new episode in the envs where ``mask`` is True, leave the others untouched),
+``_step_envs(actions, active) -> (reward, terminated, truncated, info)`` (advance the envs where ``active``
+is True, leave the others untouched), ``_observe()`` and ``_validate_actions(actions, active)``; optionally
+``_step_info()`` (info entries returned by both ``reset`` and ``step``, e.g. an action mask),
+``_reset_info()`` and ``effective_kwargs()`` (merged into ``env.spec.kwargs``). To be checkable by
+`recgym.envs.check_vector_env` (batched == single), a subclass stores its constructor kwargs in
+``self._ctor_kwargs`` so `BatchedEnv.make_sibling` can build a copy with another ``num_envs``.
+
+`SingleEnvAdapter` turns a ``num_envs=1`` batched env into a numpy ``gymnasium.Env`` (for
+``gymnasium.make``, ``check_env`` and SB3) without duplicating any dynamics.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.envs.registration import EnvSpec
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+__all__ = [
+    "AutoresetMode",
+    "BatchedEnv",
+    "SingleEnvAdapter",
+    "as_action_tensor",
+    "check_action_range",
+    "hash32",
+    "resolve_device",
+    "to_numpy_tree",
+]
+
+_M32 = 0xFFFFFFFF
+_SEED_MOD = 1 << 62
+
+
+# ----------------------------------------------------------------------------------------------------------
+# small utilities
+# ----------------------------------------------------------------------------------------------------------
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"cuda"`` -> ``cuda:<current>`` so device comparisons are exact; ``None`` -> cpu."""
+    dev = torch.device("cpu" if device is None else device)
+    if dev.type == "cuda" and dev.index is None:
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={str(device)!r} requested but torch.cuda.is_available() is False")
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
+def hash32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer mixer (xorshift-multiply) on int64 tensors holding values in [0, 2**32).
+
+    Multiplier constants are below 2**31, so no product overflows int64: results are exact and identical on
+    every device.
+    """
+    x = x & _M32
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _M32
+    x = x ^ (x >> 15)
+    x = (x * 0x5BD1E995) & _M32
+    x = x ^ (x >> 16)
+    return x
+
+
+def _normalise_autoreset(mode: AutoresetMode | str) -> AutoresetMode:
+    if isinstance(mode, AutoresetMode):
+        return mode
+    names = {m.name.lower(): m for m in AutoresetMode} | {m.value.lower(): m for m in AutoresetMode}
+    key = str(mode).lower()
+    if key not in names:
+        raise ValueError(
+            f"autoreset_mode={mode!r} is not valid; expected one of {[m.name for m in AutoresetMode]}"
+        )
+    return names[key]
+
+
+def as_action_tensor(
+    actions: Any,
+    *,
+    num_envs: int,
+    device: torch.device,
+    kind: str,
+    tail_shape: Sequence[int] = (),
+    name: str = "actions",
+) -> torch.Tensor:
+    """Check and convert a batch of actions; clear errors name the value and what was expected.
+
+    ``kind`` is ``"int"`` (converted to int64) or ``"float"`` (converted to float32). Numpy arrays and lists
+    are accepted and moved to ``device``; a torch tensor on another device is an error (no silent copy).
+    """
+    if isinstance(actions, torch.Tensor):
+        if not _same_device(actions.device, device):
+            raise ValueError(f"{name} are on device {actions.device}, expected the env's device {device}")
+        t = actions
+    else:
+        arr = np.asarray(actions)
+        if arr.dtype == object:
+            raise TypeError(f"{name} must be a tensor or array of numbers, got {type(actions).__name__}")
+        t = torch.as_tensor(arr, device=device)
+    if kind == "int":
+        if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+            raise TypeError(f"{name} have dtype {t.dtype}, expected an integer dtype (item ids, e.g. torch.int64)")
+        t = t.to(torch.int64)
+    elif kind == "float":
+        if not (t.dtype.is_floating_point or t.dtype in (torch.int32, torch.int64)) or t.dtype.is_complex:
+            raise TypeError(f"{name} have dtype {t.dtype}, expected a floating dtype (torch.float32)")
+        t = t.to(torch.float32)
+    else:  # pragma: no cover - programming error
+        raise ValueError(f"kind must be 'int' or 'float', got {kind!r}")
+    expected = (num_envs, *tuple(tail_shape))
+    if tuple(t.shape) != expected:
+        raise ValueError(f"{name} have shape {tuple(t.shape)}, expected {expected} (num_envs={num_envs})")
+    return t
+
+
+def check_action_range(
+    actions: torch.Tensor,
+    low: float | torch.Tensor,
+    high: float | torch.Tensor,
+    active: torch.Tensor | None = None,
+    name: str = "actions",
+    inclusive_high: bool = False,
+) -> None:
+    """Raise ValueError naming the first offending env, value and the valid range (one device sync)."""
+    bad = actions < low
+    bad = bad | (actions > high if inclusive_high else actions >= high)
+    if bad.dim() > 1:
+        bad = bad.flatten(1).any(1)
+    if active is not None:
+        bad = bad & active
+    if bool(bad.any()):
+        idx = int(torch.nonzero(bad)[0, 0])
+        val = actions[idx].tolist()
+        rng = f"[{low}, {high}]" if inclusive_high else f"[{low}, {high})"
+        raise ValueError(f"{name}[{idx}] = {val} is out of range, expected values in {rng}")
+
+
+def to_numpy_tree(x: Any) -> Any:
+    """Tensors -> numpy arrays, recursively through dicts (for the numpy single env / SB3)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    if isinstance(x, Mapping):
+        return {k: to_numpy_tree(v) for k, v in x.items()}
+    return x
+
+
+def _copy_tree(x: Any) -> Any:
+    if isinstance(x, np.ndarray):
+        return x.copy()
+    if isinstance(x, Mapping):
+        return {k: _copy_tree(v) for k, v in x.items()}
+    return copy.deepcopy(x)
+
+
+def _index_tree(x: Any, i: int) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x[i]
+    if isinstance(x, Mapping):
+        return {k: _index_tree(v, i) for k, v in x.items()}
+    return x
+
+
+def _where_tree(mask: torch.Tensor, a: Any, b: Any) -> Any:
+    """Elementwise ``mask ? a : b`` over matching trees of tensors (mask broadcast over trailing dims)."""
+    if isinstance(a, torch.Tensor):
+        m = mask.view(-1, *([1] * (a.dim() - 1)))
+        return torch.where(m, a, b)
+    if isinstance(a, Mapping):
+        return {k: _where_tree(mask, a[k], b[k]) for k in a}
+    return a
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the batched base class
+# ----------------------------------------------------------------------------------------------------------
+class BatchedEnv(VectorEnv):
+    """A `VectorEnv` whose state is torch tensors on ``device``; see the module docstring for the contract."""
+
+    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(
+        self,
+        num_envs: int,
+        single_observation_space: gym.Space,
+        single_action_space: gym.Space,
+        *,
+        device: str | torch.device = "cpu",
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+    ) -> None:
+        if not isinstance(num_envs, (int, np.integer)) or isinstance(num_envs, bool) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        self.num_envs = int(num_envs)
+        self.device = resolve_device(device)
+        self.metadata = {**type(self).metadata, "autoreset_mode": _normalise_autoreset(autoreset_mode)}
+        self.single_observation_space = single_observation_space
+        self.single_action_space = single_action_space
+        self.observation_space = batch_space(single_observation_space, self.num_envs)
+        self.action_space = batch_space(single_action_space, self.num_envs)
+        self.generator = torch.Generator(device=self.device)
+        self.env_seeds = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
+        self.episode_ids = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
+        self._done = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        self._arange = torch.arange(self.num_envs, dtype=torch.int64, device=self.device)
+        self._has_reset = False
+        self._seed: int | None = None
+        self._spec: EnvSpec | None = None
+        self._ctor_kwargs: dict[str, Any] | None = None
+
+    def make_sibling(self, num_envs: int, **overrides: Any) -> BatchedEnv:
+        """A new env of the same class and constructor kwargs with another ``num_envs`` (and overrides)."""
+        if self._ctor_kwargs is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} does not record its constructor kwargs (set self._ctor_kwargs in __init__)"
+            )
+        return type(self)(**{**self._ctor_kwargs, "num_envs": num_envs, **overrides})
+
+    # -- spec: gymnasium assigns it after construction; we add the effective (resolved) kwargs --------------
+    @property
+    def spec(self) -> EnvSpec | None:  # type: ignore[override]
+        return self._spec
+
+    @spec.setter
+    def spec(self, value: EnvSpec | None) -> None:
+        if value is not None:
+            value = copy.copy(value)
+            value.kwargs = {**value.kwargs, **self.effective_kwargs()}
+        self._spec = value
+
+    def effective_kwargs(self) -> dict[str, Any]:
+        """Resolved constructor values (e.g. a preset's N, M) to record in ``env.spec.kwargs``."""
+        return {}
+
+    # -- autoreset mode ---------------------------------------------------------------------------------------
+    @property
+    def autoreset_mode(self) -> AutoresetMode:
+        return self.metadata["autoreset_mode"]
+
+    @autoreset_mode.setter
+    def autoreset_mode(self, mode: AutoresetMode | str) -> None:
+        self.metadata = {**self.metadata, "autoreset_mode": _normalise_autoreset(mode)}
+        self._done = torch.zeros_like(self._done) if not self._has_reset else self._done
+
+    @property
+    def done(self) -> torch.Tensor:
+        """bool [num_envs]: the envs whose episode ended at the last step (pending reset)."""
+        return self._done
+
+    # -- per-env counter-based randomness ----------------------------------------------------------------------
+    def per_env_bits(self, purpose: int = 0, counter: torch.Tensor | None = None) -> torch.Tensor:
+        """int64 [num_envs] of 32 random bits, a pure function of (env key, episode index, purpose, counter)."""
+        seeds = self.env_seeds
+        h = hash32(seeds)
+        h = hash32(h ^ ((seeds >> 32) & _M32))
+        h = hash32(h ^ (self.episode_ids & _M32))
+        h = hash32(h ^ (int(purpose) & _M32))
+        if counter is not None:
+            h = hash32(h ^ (counter & _M32))
+        return h
+
+    def per_env_randint(self, high: int, purpose: int = 0, counter: torch.Tensor | None = None) -> torch.Tensor:
+        """int64 [num_envs] uniform in ``[0, high)`` (``high`` < 2**31), per env / episode / purpose."""
+        if not 0 < high < 2**31:
+            raise ValueError(f"high must be in (0, 2**31), got {high}")
+        return (self.per_env_bits(purpose, counter) * int(high)) >> 32
+
+    # -- hooks -----------------------------------------------------------------------------------------------
+    def _reset_envs(self, mask: torch.Tensor) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _step_envs(
+        self, actions: torch.Tensor, active: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _observe(self) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _validate_actions(self, actions: Any, active: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def _step_info(self) -> dict[str, Any]:
+        return {}
+
+    def _reset_info(self) -> dict[str, Any]:
+        return {}
+
+    # -- reset / step ----------------------------------------------------------------------------------------
+    def _reset_masked(self, mask: torch.Tensor) -> None:
+        self._reset_envs(mask)
+        self.episode_ids = self.episode_ids + mask.to(torch.int64)
+
+    def _as_mask(self, mask: Any) -> torch.Tensor:
+        if isinstance(mask, torch.Tensor):
+            if not _same_device(mask.device, self.device):
+                raise ValueError(f"reset_mask is on device {mask.device}, expected the env's device {self.device}")
+            m = mask
+        else:
+            m = torch.as_tensor(np.asarray(mask), device=self.device)
+        if m.dtype != torch.bool or tuple(m.shape) != (self.num_envs,):
+            raise ValueError(
+                f"reset_mask must be a bool tensor of shape ({self.num_envs},), got {m.dtype} {tuple(m.shape)}"
+            )
+        return m
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """Reset all envs (or those in ``options["reset_mask"]``); ``seed`` seeds env ``i`` with ``seed + i``."""
+        options = dict(options or {})
+        mask_opt = options.pop("reset_mask", None)
+        if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool)):
+            raise TypeError(f"seed must be an int or None, got {seed!r}")
+        if mask_opt is None:
+            if seed is None and self._seed is None:
+                seed = int(np.random.SeedSequence().entropy % _SEED_MOD)  # type: ignore[operator]
+            if seed is not None:
+                seed = int(seed) % _SEED_MOD
+                self._seed = seed
+                self.generator.manual_seed(seed)
+                self.env_seeds = (seed + self._arange) % _SEED_MOD
+                self.episode_ids = torch.zeros_like(self.episode_ids)
+                self.action_space.seed(seed)
+            mask = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        else:
+            if not self._has_reset:
+                raise RuntimeError("reset(options={'reset_mask': ...}) needs a full reset() first")
+            mask = self._as_mask(mask_opt)
+            if seed is not None:
+                seed = int(seed) % _SEED_MOD
+                self.env_seeds = torch.where(mask, (seed + self._arange) % _SEED_MOD, self.env_seeds)
+                self.episode_ids = torch.where(mask, 0, self.episode_ids)
+        self._reset_options(options)
+        self._reset_masked(mask)
+        self._done = self._done & ~mask
+        self._has_reset = True
+        info = {**self._step_info(), **self._reset_info()}
+        return self._observe(), info
+
+    def _reset_options(self, options: dict[str, Any]) -> None:
+        """Handle extra reset options (subclasses); unknown keys are an error."""
+        if options:
+            raise ValueError(f"unknown reset options {sorted(options)}; supported: ['reset_mask']")
+
+    def step(self, actions: Any) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """Advance every env one step; returns (obs, reward f32, terminated bool, truncated bool, info)."""
+        if not self._has_reset:
+            raise RuntimeError(f"{type(self).__name__}.step() called before reset(); call env.reset(seed=...) first")
+        mode = self.autoreset_mode
+        if mode == AutoresetMode.NEXT_STEP:
+            pending = self._done
+            active = ~pending
+        else:
+            if mode == AutoresetMode.DISABLED and bool(self._done.any()):
+                ended = torch.nonzero(self._done).flatten().tolist()
+                raise RuntimeError(
+                    f"envs {ended[:10]} have ended and autoreset_mode is DISABLED; reset them with "
+                    "env.reset(options={'reset_mask': env.done}) before stepping"
+                )
+            pending = None
+            active = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        actions_t = self._validate_actions(actions, active)
+        reward, terminated, truncated, step_info = self._step_envs(actions_t, active)
+        if mode == AutoresetMode.NEXT_STEP:
+            assert pending is not None
+            if bool(pending.any()):
+                self._reset_masked(pending)
+                reward = torch.where(pending, torch.zeros_like(reward), reward)
+                terminated = terminated & ~pending
+                truncated = truncated & ~pending
+            self._done = terminated | truncated
+            info = {**step_info, **self._step_info()}
+            return self._observe(), reward, terminated, truncated, info
+        done = terminated | truncated
+        if mode == AutoresetMode.SAME_STEP:
+            final_obs = self._observe()
+            final_info = {**step_info, **self._step_info()}
+            if bool(done.any()):
+                self._reset_masked(done)
+            info = {
+                **step_info,
+                **self._step_info(),
+                "final_obs": final_obs,
+                "_final_obs": done,
+                "final_info": final_info,
+                "_final_info": done,
+            }
+            self._done = torch.zeros_like(done)
+            return self._observe(), reward, terminated, truncated, info
+        self._done = done
+        return self._observe(), reward, terminated, truncated, {**step_info, **self._step_info()}
+
+    def close_extras(self, **kwargs: Any) -> None:
+        """Nothing to release beyond tensors (garbage-collected)."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# numpy single env over a num_envs=1 batched env
+# ----------------------------------------------------------------------------------------------------------
+def _to_single(x: Any, space: gym.Space) -> Any:
+    if isinstance(space, spaces.Dict):
+        return {k: _to_single(x[k], space[k]) for k in space.spaces}
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if isinstance(space, spaces.Discrete):
+        return np.int64(arr)
+    return np.array(arr, dtype=space.dtype, copy=True)
+
+
+class SingleEnvAdapter(gym.Env):
+    """A numpy `gymnasium.Env` over a ``num_envs=1`` `BatchedEnv` (autoreset DISABLED): same dynamics, no copy.
+
+    Observations are numpy (matching ``batched.single_observation_space``), rewards python floats, info
+    values numpy arrays with the batch dimension removed (non-tensor entries pass through).
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(self, batched: BatchedEnv) -> None:
+        if batched.num_envs != 1:
+            raise ValueError(f"SingleEnvAdapter needs a batched env with num_envs=1, got {batched.num_envs}")
+        batched.autoreset_mode = AutoresetMode.DISABLED
+        self.batched = batched
+        self.observation_space = batched.single_observation_space
+        self.action_space = batched.single_action_space
+        self._spec: EnvSpec | None = None
+
+    @property
+    def spec(self) -> EnvSpec | None:  # type: ignore[override]
+        return self._spec
+
+    @spec.setter
+    def spec(self, value: EnvSpec | None) -> None:
+        if value is not None:
+            value = copy.copy(value)
+            value.kwargs = {**value.kwargs, **self.batched.effective_kwargs()}
+        self._spec = value
+
+    @property
+    def device(self) -> torch.device:
+        return self.batched.device
+
+    def _info(self, info: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in info.items():
+            if k.startswith("final_") or k.startswith("_final"):
+                continue
+            out[k] = _copy_tree(to_numpy_tree(_index_tree(v, 0)))
+        return out
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        super().reset(seed=seed)
+        obs, info = self.batched.reset(seed=seed, options=options)
+        return _to_single(_index_tree(obs, 0), self.observation_space), self._info(info)
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        if self.batched._has_reset and bool(self.batched.done[0]):
+            raise RuntimeError("step() called after the episode ended; call reset() first")
+        if isinstance(action, torch.Tensor):
+            a = action.reshape(1, *action.shape)
+        else:
+            arr = np.asarray(action)
+            a = arr.reshape(1, *arr.shape)
+        obs, reward, terminated, truncated, info = self.batched.step(a)
+        return (
+            _to_single(_index_tree(obs, 0), self.observation_space),
+            float(reward[0]),
+            bool(terminated[0]),
+            bool(truncated[0]),
+            self._info(info),
+        )
+
+    def close(self) -> None:
+        self.batched.close()

@@ -1,0 +1,81 @@
+"""evaluate(): hand-computed metrics, unbiased episode assignment, determinism, mode switching."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from recgym.envs.evaluate import evaluate
+from recgym.envs.rec import GroundTruthRecEnv
+from tests.envs.helpers import toy_dataset
+
+
+def test_hand_computed_metrics_fb():
+    # user 0 only, FB, 5 turns, nobody quits; policy: always item 3 (GT[0,3] = 4, category c)
+    env = GroundTruthRecEnv(toy_dataset(), num_envs=2, users=[0], preset="custom", mode="FB", max_turn=5)
+    res = evaluate(lambda obs, info: torch.full((2,), 3), env, n_episodes=3)
+    assert res["R_cumu"] == pytest.approx(20.0) and res["R_cumu_std"] == pytest.approx(0.0)
+    assert res["Length"] == 5.0 and res["R_avg"] == pytest.approx(4.0)
+    assert res["CV"] == pytest.approx(1 / 4) and res["CV_turn"] == pytest.approx(1 / 15)
+    # majority categories of the toy training logs (all ratings; rating data): items 0,1,1,3,0 ->
+    # a: 4 (items 0,1,1,0), b: 2, c: 1 -> shares 4/7, 2/7, 1/7 -> prefix with cum share <= 0.8 is {a}
+    assert res["MCD"] == 0.0
+    res = evaluate(lambda obs, info: torch.full((2,), 1), env, n_episodes=3)  # item 1 has category a
+    assert res["MCD"] == 1.0 and res["R_cumu"] == pytest.approx(10.0)
+
+
+def test_scripted_nx_episode_with_quit():
+    # N=2, M=1.5: 0 -> 2 -> 3 quits at the third step (d23 = 1.41); rewards 1 + 3 + 4
+    env = GroundTruthRecEnv(toy_dataset(), num_envs=1, users=[0], preset="custom", num_leave_compute=2,
+                            leave_threshold=1.5)
+    seq = torch.tensor([0, 2, 3])
+    res = evaluate(lambda obs, info: seq[obs["step"].clamp_max(2)], env, n_episodes=4)
+    assert res["R_cumu"] == pytest.approx(8.0) and res["Length"] == 3.0 and res["R_avg"] == pytest.approx(8 / 3)
+    assert res["CV"] == pytest.approx(3 / 4) and res["CV_turn"] == pytest.approx(3 / 12)
+
+
+def test_slots_are_fixed_in_advance_and_seeded(synthetic):
+    env = GroundTruthRecEnv(synthetic, num_envs=7, preset="custom", num_leave_compute=1, leave_threshold=0.3,
+                            mode="FB", max_turn=6)
+    g = torch.Generator().manual_seed(0)
+
+    def rand(obs, info):
+        return torch.randint(0, env.n_items, (env.num_envs,), generator=g)
+
+    class Agent:
+        def act(self, obs, info):
+            return torch.zeros(env.num_envs, dtype=torch.int64)
+
+    a = evaluate(Agent(), env, n_episodes=10, seed=3)
+    b = evaluate(Agent(), env, n_episodes=10, seed=3)
+    assert a == b and a["n_episodes"] == 10
+    g.manual_seed(0)
+    r1 = evaluate(rand, env, n_episodes=23, seed=1)
+    g.manual_seed(0)
+    r2 = evaluate(rand, env, n_episodes=23, seed=1)
+    assert r1 == r2 and r1["Length"] <= 6
+
+
+def test_mode_override_is_restored_and_changes_length():
+    env = GroundTruthRecEnv(toy_dataset(gt=toy_dataset().ground_truth.repeat(3, axis=1)), num_envs=2,
+                            preset="custom", num_leave_compute=2, leave_threshold=1.5)
+
+    def first_allowed(obs, info):
+        return info["action_mask"].float().argmax(1)
+
+    nx0 = evaluate(first_allowed, env, n_episodes=4)
+    nx10 = evaluate(first_allowed, env, n_episodes=4, mode="NX_10")
+    assert nx10["Length"] == 10.0 and nx10["mode"] == "NX_10"
+    assert nx0["Length"] < 10 and env.mode == "NX_0" and env.max_turn == 30
+    with pytest.raises(RuntimeError, match="before reset"):
+        env.step(torch.tensor([0, 0]))
+
+
+def test_bad_arguments():
+    env = GroundTruthRecEnv(toy_dataset(), num_envs=1)
+    with pytest.raises(ValueError, match="n_episodes must be >= 1"):
+        evaluate(lambda o, i: torch.zeros(1, dtype=torch.int64), env, 0)
+    with pytest.raises(TypeError, match="policy must be callable"):
+        evaluate(42, env, 1)
+    with pytest.raises(TypeError, match="RecEnv"):
+        evaluate(lambda o, i: 0, object(), 1)
