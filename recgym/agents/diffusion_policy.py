@@ -1,0 +1,193 @@
+"""A state-conditioned diffusion policy over continuous actions, and a contrastive energy model to guide it.
+
+Reusable pieces of DAC4Rec (`recgym.agents.dac4rec`, REFERENCE.md section 5, papers/dac4rec.txt):
+
+- `VPSchedule`: the discrete VP schedule of Song et al. (2020) used by Diffusion-QL and DAC4Rec,
+  ``alpha_i = exp(-beta_min / N - 0.5 (beta_max - beta_min) (2i - 1) / N^2)``, i = 1..N (beta_min 0.1,
+  beta_max 10), ``beta_i = 1 - alpha_i``, ``alpha_bar_i = prod_{j <= i} alpha_j``. (The paper prints the
+  exponent without the leading minus sign; with it, beta_i is positive, as it must be.) Index ``i`` in the
+  tensors below is 0-based: ``i = 0`` is the least noisy step.
+- `DiffusionActor`: epsilon-model ``eps_theta(a_i, i, s)`` (an MLP on [a_i, time embedding, s], Mish), the
+  denoising loss L_d (paper eq. 8), *action approximation* (eq. 14, as in EDP: the one-step estimate
+  ``a0_hat = (a_i - sqrt(1 - abar_i) eps_theta) / sqrt(abar_i)`` of a noised dataset action), and the reverse
+  chain (DDPM posterior mean with the predicted a0 clipped to the action box, posterior variance, no noise at the
+  last step), optionally with gradients through the chain and with energy guidance.
+- `EnergyModel`: ``f_psi(s, a_i, i)`` trained with the contrastive energy prediction (CEP) loss of Lu et al.
+  (2023) over M candidate actions per state, ``-sum_m softmax(beta Q(s, a_m)) log softmax_m f(s, a_m^i, i)``
+  (`cep_loss`); guided sampling replaces the score ``-eps / sqrt(1 - abar_i)`` by
+  ``-eps / sqrt(1 - abar_i) + scale * grad_a f``, i.e. ``eps <- eps - scale * sqrt(1 - abar_i) * grad_a f``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+GuideFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def mish_mlp(inp: int, hidden: tuple[int, ...], out: int) -> nn.Sequential:
+    """Linear-Mish stack ending in a linear layer (the Diffusion-QL network shape)."""
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Linear(inp, h), nn.Mish()]
+        inp = h
+    layers.append(nn.Linear(inp, out))
+    return nn.Sequential(*layers)
+
+
+class VPSchedule(nn.Module):
+    """Discrete VP schedule with the posterior coefficients of DDPM, as buffers (they follow ``.to(device)``)."""
+
+    def __init__(self, n_steps: int, beta_min: float = 0.1, beta_max: float = 10.0) -> None:
+        super().__init__()
+        if int(n_steps) < 1:
+            raise ValueError(f"n_steps (diffusion steps N) must be >= 1, got {n_steps}")
+        if not 0.0 <= beta_min <= beta_max:
+            raise ValueError(f"need 0 <= beta_min <= beta_max, got beta_min={beta_min}, beta_max={beta_max}")
+        n = int(n_steps)
+        self.n_steps = n
+        i = torch.arange(1, n + 1, dtype=torch.float64)
+        alphas = torch.exp(-beta_min / n - 0.5 * (beta_max - beta_min) * (2 * i - 1) / n**2)
+        betas = 1.0 - alphas
+        abar = torch.cumprod(alphas, 0)
+        abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
+        post_var = betas * (1.0 - abar_prev) / (1.0 - abar)
+        for name, v in {
+            "betas": betas, "alphas": alphas, "abar": abar, "sqrt_abar": abar.sqrt(),
+            "sqrt_1m_abar": (1.0 - abar).sqrt(), "post_var": post_var,
+            "post_c0": betas * abar_prev.sqrt() / (1.0 - abar),  # coefficient of a0_hat in the posterior mean
+            "post_ct": (1.0 - abar_prev) * alphas.sqrt() / (1.0 - abar),  # coefficient of a_i
+        }.items():
+            self.register_buffer(name, v.float())
+
+    def q_sample(self, a0: torch.Tensor, i: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """``a_i = sqrt(abar_i) a0 + sqrt(1 - abar_i) noise`` (i: int64 [B], broadcast over the action dims)."""
+        return _col(self.sqrt_abar, i, a0) * a0 + _col(self.sqrt_1m_abar, i, a0) * noise
+
+    def predict_a0(self, a_i: torch.Tensor, i: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Action approximation (paper eq. 14): the a0 that ``eps`` would have been added to."""
+        return (a_i - _col(self.sqrt_1m_abar, i, a_i) * eps) / _col(self.sqrt_abar, i, a_i)
+
+
+def _col(table: torch.Tensor, i: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return table[i].view(-1, *([1] * (like.dim() - 1)))
+
+
+class TimeEmbedding(nn.Module):
+    """Sinusoidal embedding of the diffusion step followed by a small MLP."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.Mish(), nn.Linear(2 * dim, dim))
+
+    def forward(self, i: torch.Tensor) -> torch.Tensor:
+        half = self.dim // 2
+        freq = torch.exp(-math.log(10000.0) * torch.arange(half, device=i.device, dtype=torch.float32) / max(half, 1))
+        x = i.float().unsqueeze(-1) * freq
+        emb = torch.cat([x.sin(), x.cos()], -1)
+        if emb.shape[-1] < self.dim:
+            emb = nn.functional.pad(emb, (0, self.dim - emb.shape[-1]))
+        return self.mlp(emb)
+
+
+class DiffusionActor(nn.Module):
+    """``eps_theta(a_i, i, s)`` plus the VP schedule: a diffusion policy over actions in ``[-max_action, max_action]^k``."""
+
+    def __init__(self, state_dim: int, action_dim: int, n_steps: int = 10, hidden: tuple[int, ...] = (128, 128),
+                 beta_min: float = 0.1, beta_max: float = 10.0, max_action: float = 1.0, t_dim: int = 16) -> None:
+        super().__init__()
+        if state_dim < 0 or action_dim < 1:
+            raise ValueError(f"need state_dim >= 0 and action_dim >= 1, got {state_dim}, {action_dim}")
+        self.action_dim = int(action_dim)
+        self.max_action = float(max_action)
+        self.sched = VPSchedule(n_steps, beta_min, beta_max)
+        self.time = TimeEmbedding(t_dim)
+        self.net = mish_mlp(action_dim + t_dim + state_dim, hidden, action_dim)
+
+    @property
+    def n_steps(self) -> int:
+        return self.sched.n_steps
+
+    def eps(self, a_i: torch.Tensor, i: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([a_i, self.time(i), s], -1))
+
+    def denoise_terms(self, a0: torch.Tensor, s: torch.Tensor, gen: torch.Generator | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Noise dataset actions at a uniform step: per-row squared eps error [B], a0_hat [B, k], step i [B]."""
+        b = a0.shape[0]
+        i = torch.randint(self.n_steps, (b,), generator=gen, device=a0.device)
+        noise = torch.randn(a0.shape, generator=gen, device=a0.device)
+        a_i = self.sched.q_sample(a0, i, noise)
+        eps = self.eps(a_i, i, s)
+        err = (eps - noise).pow(2).mean(-1)
+        return err, self.sched.predict_a0(a_i, i, eps), i
+
+    def sample(self, s: torch.Tensor, gen: torch.Generator | None = None, guide: GuideFn | None = None,
+               scale: float = 0.0, grad: bool = False, clip_denoised: bool = True) -> torch.Tensor:
+        """Run the reverse chain from N(0, I) for each state row; ``grad=True`` keeps the autograd graph.
+
+        ``guide(a_i, i, s) -> grad_a f`` (same shape as ``a_i``) with ``scale != 0`` adds energy guidance.
+        """
+        sch = self.sched
+        b, dev = s.shape[0], s.device
+        x = torch.randn((b, self.action_dim), generator=gen, device=dev)
+        ctx = torch.enable_grad() if grad else torch.no_grad()
+        with ctx:
+            for k in reversed(range(self.n_steps)):
+                i = torch.full((b,), k, dtype=torch.long, device=dev)
+                eps = self.eps(x, i, s)
+                if guide is not None and scale != 0.0:
+                    eps = eps - float(scale) * sch.sqrt_1m_abar[k] * guide(x.detach(), i, s.detach())
+                a0 = sch.predict_a0(x, i, eps)
+                if clip_denoised:
+                    a0 = a0.clamp(-self.max_action, self.max_action)
+                mean = sch.post_c0[k] * a0 + sch.post_ct[k] * x
+                if k > 0:
+                    x = mean + sch.post_var[k].sqrt() * torch.randn((b, self.action_dim), generator=gen, device=dev)
+                else:
+                    x = mean
+        return x.clamp(-self.max_action, self.max_action)
+
+
+class EnergyModel(nn.Module):
+    """``f_psi(s, a_i, i)``: the intermediate energy that guides the reverse chain towards high-Q actions."""
+
+    def __init__(self, state_dim: int, action_dim: int, hidden: tuple[int, ...] = (128, 128), t_dim: int = 16) -> None:
+        super().__init__()
+        self.time = TimeEmbedding(t_dim)
+        self.net = mish_mlp(action_dim + t_dim + state_dim, hidden, 1)
+
+    def forward(self, s: torch.Tensor, a: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([a, self.time(i), s], -1)).squeeze(-1)
+
+    def grad_a(self, a: torch.Tensor, i: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """``grad_a f_psi(s, a, i)`` (a `GuideFn`); works inside ``torch.no_grad`` blocks."""
+        with torch.enable_grad():
+            a = a.detach().requires_grad_(True)
+            f = self(s.detach(), a, i).sum()
+            (g,) = torch.autograd.grad(f, a)
+        return g
+
+
+def cep_loss(energy: EnergyModel, sched: VPSchedule, s: torch.Tensor, cand: torch.Tensor, q: torch.Tensor,
+             beta: float = 3.0, gen: torch.Generator | None = None) -> torch.Tensor:
+    """Contrastive energy prediction: ``-sum_m softmax(beta q)_m log softmax_m f(s, a_m^i, i)``, mean over states.
+
+    ``s`` [B, ds], ``cand`` [B, M, k] clean candidate actions, ``q`` [B, M] their values. One diffusion step per
+    state (shared by its M candidates, so the softmax compares actions at the same noise level).
+    """
+    if cand.dim() != 3 or q.shape != cand.shape[:2] or s.shape[0] != cand.shape[0]:
+        raise ValueError(f"cep_loss: need s [B, ds], cand [B, M, k], q [B, M]; got {tuple(s.shape)}, "
+                         f"{tuple(cand.shape)}, {tuple(q.shape)}")
+    b, m, k = cand.shape
+    i = torch.randint(sched.n_steps, (b,), generator=gen, device=cand.device).repeat_interleave(m)
+    noise = torch.randn((b * m, k), generator=gen, device=cand.device)
+    a_i = sched.q_sample(cand.reshape(b * m, k), i, noise)
+    f = energy(s.repeat_interleave(m, 0), a_i, i).view(b, m)
+    target = torch.softmax(beta * q.detach(), -1)
+    return -(target * torch.log_softmax(f, -1)).sum(-1).mean()
