@@ -12,7 +12,7 @@
 * `ContinuousItemActionWrapper` turns the item-id action into a ``Box(-1, 1, (k,))`` vector: the chosen item is
   ``argmax_i <e_i, a>`` over the allowed items (``info["action_mask"]``, so the NX no-repeat mask is honoured).
   Item embeddings ``e`` are given, or by default the top-``k`` truncated SVD of the ground-truth matrix
-  (``e = V_k sqrt(S_k)``, scaled so the largest coordinate magnitude is 1). NB: deriving them from the ground
+  (``e = V_k sqrt(S_k)``, each row scaled to unit norm so every item is reachable). NB: deriving them from the ground
   truth gives the agent item-similarity knowledge from the evaluation matrix; pass embeddings from a world
   model (e.g. DeepFM item factors) to avoid that.
 * Discrete SB3 agents cannot mask actions: in NX modes a repeated item raises unless the env was built with
@@ -39,7 +39,7 @@ __all__ = ["ContinuousItemActionWrapper", "RecObsFeaturizer", "SB3VecEnv", "svd_
 
 
 def svd_item_embeddings(matrix: np.ndarray | torch.Tensor, k: int = 16, seed: int = 0) -> torch.Tensor:
-    """``V_k sqrt(S_k)`` of the (users x items) matrix, float32 [n_items, k], max |coordinate| = 1.
+    """``V_k sqrt(S_k)`` of the (users x items) matrix, rows scaled to unit L2 norm, float32 [n_items, k].
 
     Exact SVD up to 4,096 items, ``torch.svd_lowrank`` (seeded, 4 power iterations) above.
     """
@@ -54,7 +54,10 @@ def svd_item_embeddings(matrix: np.ndarray | torch.Tensor, k: int = 16, seed: in
             torch.manual_seed(seed)
             _, s, v = torch.svd_lowrank(m, q=k, niter=4)
     e = v * s.clamp_min(0).sqrt()[None, :]
-    return (e / e.abs().max().clamp_min(1e-12)).contiguous()
+    # Unit rows: argmax_i <e_i, a> is then the cosine-nearest item, and every item with a non-zero row is
+    # reachable (a = e_j picks j). With raw V_k sqrt(S_k) rows, long vectors hide most of the catalogue
+    # (measured self-recovery: 36% of Coat's items, 1.8% of Yahoo's).
+    return (e / e.norm(dim=1, keepdim=True).clamp_min(1e-12)).contiguous()
 
 
 def _rec_base(env: Any) -> RecEnv | None:

@@ -197,7 +197,8 @@ def test_config_errors(env):
 def test_train_svd_embeddings_use_only_the_logs(env):
     agent = make_agent("dac4rec_noguide", env, action_emb="train_svd", **FAST)
     assert agent.item_emb.shape == (env.unwrapped.n_items, 16)
-    assert float(agent.item_emb.abs().max()) == pytest.approx(1.0)
+    assert torch.allclose(agent.item_emb.norm(dim=1), torch.ones(env.unwrapped.n_items), atol=1e-5)
+    assert agent.meta["self_recovery"] == pytest.approx(1.0)
     assert not torch.allclose(agent.item_emb, make_agent("dac4rec_noguide", env, **FAST).item_emb)
 
 

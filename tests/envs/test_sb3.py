@@ -53,9 +53,11 @@ def test_continuous_wrapper_picks_best_allowed_item(synthetic):
         assert chosen[b].unique().numel() == 30
         scores = emb @ a[b]
         assert torch.equal(chosen[b], scores.topk(30).indices)
-    # embeddings: SVD of the GT, max |coordinate| 1
+    # embeddings: SVD of the GT with unit rows, so each item is the argmax for its own embedding
     e = svd_item_embeddings(env.gt.float(), 4)
-    assert e.shape == (synthetic.n_items, 4) and float(e.abs().max()) == pytest.approx(1.0)
+    assert e.shape == (synthetic.n_items, 4)
+    assert torch.allclose(e.norm(dim=1), torch.ones(synthetic.n_items), atol=1e-5)
+    assert torch.equal((e @ e.T).argmax(1), torch.arange(synthetic.n_items))
     with pytest.raises(ValueError, match=r"item_embeddings must be \[n_items=400, k\]"):
         ContinuousItemActionWrapper(env, item_embeddings=np.zeros((3, 2)))
     with pytest.raises(ValueError, match=r"shape \(2,\), expected \(2, 8\)"):
