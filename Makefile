@@ -25,7 +25,8 @@ test-all: $(VENV)/.installed
 	$(PY) -m pytest -q -m "" $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
-	$(VENV)/bin/recgym data info synthetic
+	$(VENV)/bin/recgym bench --suite quick
+	$(VENV)/bin/recgym report runs/quick
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check recgym tests examples

@@ -1,0 +1,495 @@
+"""Download the publicly distributed datasets from their official hosts, verify them, unpack them atomically.
+
+`download("coat")` fetches the archive into ``<cache>/downloads/<archive>.part`` (resuming a partial file with an
+HTTP Range request), checks its checksum where one is published (else the unpacked content: member files present,
+sizes and row counts sane), unpacks it into a temporary folder next to the target, checks the unpacked files and
+only then moves them into ``<data_dir>/<folder>`` with `os.replace`. A failure at any point leaves the target
+untouched; only the resumable ``.part`` file stays behind in the downloads cache.
+
+Yahoo! R3 is licensed through Yahoo! Webscope and cannot be downloaded: `download("yahoo")` raises
+`LicenceRequiredError` saying where to apply and where to put the files.
+
+Only the standard library is used for HTTP (``urllib``), so no extra dependency is needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import http.client
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from recgym.data.paths import DATASET_FOLDERS, cache_dir, data_root
+
+__all__ = [
+    "SOURCES",
+    "DownloadError",
+    "ExtraFile",
+    "LicenceRequiredError",
+    "MemberCheck",
+    "Source",
+    "download",
+    "verify_folder",
+]
+
+_CHUNK = 1 << 16
+_USER_AGENT = "recgym-downloader/0.1 (+https://github.com/; research use)"
+
+
+class DownloadError(RuntimeError):
+    """A download, checksum or content check failed; the target folder was not written."""
+
+
+class LicenceRequiredError(DownloadError):
+    """The dataset is distributed under a licence that forbids automatic download."""
+
+
+@dataclass(frozen=True)
+class MemberCheck:
+    """A file that must exist after unpacking (path relative to the dataset folder) and what it must look like."""
+
+    path: str
+    min_bytes: int = 1
+    header: str | None = None  # exact first line (without the newline)
+    n_lines: int | None = None  # exact number of non-empty lines
+    n_fields: int | None = None  # whitespace-separated fields on every line (dense ascii matrices)
+
+
+@dataclass(frozen=True)
+class ExtraFile:
+    """A single file fetched next to the archive's content (e.g. Coat's pseudo-ground-truth matrix)."""
+
+    url: str
+    dest: str  # path relative to the dataset folder
+    checksum: tuple[str, str] | None = None  # (algorithm, hex digest)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a dataset's archive lives, how to check it, and how it maps onto ``<data_dir>/<folder>``.
+
+    ``strip`` is the folder inside the archive whose content becomes ``<folder>/<subdir>``; ``checksum`` is the
+    publisher's digest of the archive, or None when none is published (then the unpacked content is checked).
+    """
+
+    name: str
+    url: str
+    archive: str  # file name in the downloads cache
+    strip: str  # folder inside the archive to unpack (POSIX path, "" = archive root)
+    checks: tuple[MemberCheck, ...]
+    checksum: tuple[str, str] | None = None
+    subdir: str = ""  # sub-folder of the dataset folder that receives the content ("" = the folder itself)
+    size_bytes: int | None = None  # published archive size, for the progress bar only
+    extras: tuple[ExtraFile, ...] = field(default_factory=tuple)
+    homepage: str = ""
+
+    @property
+    def folder(self) -> str:
+        return DATASET_FOLDERS[self.name]
+
+
+_KUAIRAND_LOG_HEADER = (
+    "user_id,video_id,date,hourmin,time_ms,is_click,is_like,is_follow,is_comment,is_forward,is_hate,long_view,"
+    "play_time_ms,duration_ms,profile_stay_time,comment_stay_time,is_profile_enter,is_rand,tab"
+)
+_KUAIREC_MATRIX_HEADER = "user_id,video_id,play_duration,video_duration,time,date,timestamp,watch_ratio"
+
+# The official hosts. Checksums are the publishers' (GroupLens ships ml-1m.zip.md5; Zenodo lists an md5 per file);
+# Coat's archive has no published checksum, so its content is checked instead, and the pseudo-ground-truth matrix
+# (not part of coat.zip; from the RL4Rec repository at a pinned commit) is checked by its sha256.
+SOURCES: dict[str, Source] = {
+    "coat": Source(
+        name="coat",
+        url="https://www.cs.cornell.edu/~schnabts/mnar/coat.zip",
+        homepage="https://www.cs.cornell.edu/~schnabts/mnar/",
+        archive="coat.zip",
+        strip="coat",
+        checks=(
+            MemberCheck("train.ascii", min_bytes=100_000, n_lines=290, n_fields=300),
+            MemberCheck("test.ascii", min_bytes=100_000, n_lines=290, n_fields=300),
+            MemberCheck("propensities.ascii", min_bytes=100_000, n_lines=290, n_fields=300),
+            MemberCheck("user_item_features/user_features.ascii", n_lines=290, n_fields=14),
+            MemberCheck("user_item_features/item_features.ascii", n_lines=300, n_fields=33),
+            MemberCheck("rl4rec_BetsyHJ/coat_pseudoGT_ratingM.ascii", n_lines=290, n_fields=300),
+        ),
+        extras=(
+            ExtraFile(
+                url="https://raw.githubusercontent.com/BetsyHJ/RL4Rec/f198f7dbcaba7b607f813b3a87d46613654edc6e/"
+                "data/coat_pseudoGT_ratingM.ascii",
+                dest="rl4rec_BetsyHJ/coat_pseudoGT_ratingM.ascii",
+                checksum=("sha256", "fee71820f155a3f43ab50858734a23102c8328cf9bd0e586ed5a7db2fb084223"),
+            ),
+        ),
+    ),
+    "ml1m": Source(
+        name="ml1m",
+        url="https://files.grouplens.org/datasets/movielens/ml-1m.zip",
+        homepage="https://grouplens.org/datasets/movielens/1m/",
+        archive="ml-1m.zip",
+        strip="ml-1m",
+        subdir="raw",
+        checksum=("md5", "c4d9eecfca2ab87c1945afe126590906"),
+        size_bytes=5_917_549,
+        checks=(
+            MemberCheck("raw/ratings.dat", min_bytes=20_000_000, n_lines=1_000_209),
+            MemberCheck("raw/users.dat", n_lines=6_040),
+            MemberCheck("raw/movies.dat", n_lines=3_883),
+        ),
+    ),
+    "kuairand": Source(
+        name="kuairand",
+        url="https://zenodo.org/records/10439422/files/KuaiRand-Pure.tar.gz",
+        homepage="https://kuairand.com/",
+        archive="KuaiRand-Pure.tar.gz",
+        strip="KuaiRand-Pure/data",
+        checksum=("md5", "0820331067a3784d9691136f772b35a7"),
+        size_bytes=47_432_272,
+        checks=(
+            MemberCheck("log_standard_4_08_to_4_21_pure.csv", min_bytes=10_000_000, header=_KUAIRAND_LOG_HEADER),
+            MemberCheck("log_standard_4_22_to_5_08_pure.csv", min_bytes=1_000_000, header=_KUAIRAND_LOG_HEADER),
+            MemberCheck("log_random_4_22_to_5_08_pure.csv", min_bytes=10_000_000, header=_KUAIRAND_LOG_HEADER),
+            MemberCheck("user_features_pure.csv", min_bytes=1_000_000, n_lines=27_286),
+            MemberCheck("video_features_basic_pure.csv", min_bytes=100_000, n_lines=7_584),
+        ),
+    ),
+    "kuairec": Source(
+        name="kuairec",
+        url="https://zenodo.org/records/18164998/files/KuaiRec.zip",
+        homepage="https://kuairec.com/",
+        archive="KuaiRec.zip",
+        strip="KuaiRec 2.0/data",
+        checksum=("md5", "261550d472c48eff4990fb13c0e5bcf7"),
+        size_bytes=431_964_858,
+        checks=(
+            MemberCheck("small_matrix.csv", min_bytes=100_000_000, header=_KUAIREC_MATRIX_HEADER),
+            MemberCheck("big_matrix.csv", min_bytes=500_000_000, header=_KUAIREC_MATRIX_HEADER),
+            MemberCheck("item_categories.csv", min_bytes=10_000, header="video_id,feat"),
+        ),
+    ),
+}
+
+_YAHOO_FILES = (
+    "ydata-ymusic-rating-study-v1_0-train.txt",
+    "ydata-ymusic-rating-study-v1_0-test.txt",
+)
+
+
+def _yahoo_message(target: Path) -> str:
+    return (
+        "Yahoo! R3 cannot be downloaded automatically: its licence (Yahoo! Webscope) forbids redistribution. "
+        "Apply for it at https://webscope.sandbox.yahoo.com/ (catalogue 'Ratings', dataset "
+        "\"R3 - Yahoo! Music ratings for User Selected and Randomly Selected songs\"), unpack the archive you "
+        f"receive and put its files in {target}/ : {', '.join(_YAHOO_FILES)} (the readme files may go there "
+        "too). Then `load_dataset('yahoo')` finds them (set RECGYM_DATA_DIR or pass data_dir= to use another root)."
+    )
+
+
+# --------------------------------------------------------------------------------------------------- hashing
+
+
+def _digest(path: Path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_digest(path: Path, checksum: tuple[str, str], what: str) -> None:
+    algorithm, expected = checksum
+    actual = _digest(path, algorithm)
+    if actual.lower() != expected.lower():
+        raise DownloadError(
+            f"{what}: {algorithm} checksum mismatch for {path.name} (expected {expected}, got {actual}); "
+            "the file was deleted; run the download again (if it keeps failing the host may have changed the file)"
+        )
+
+
+# ------------------------------------------------------------------------------------------------ transfer
+
+
+def _progress_bar(total: int | None, initial: int, desc: str, enabled: bool):  # noqa: ANN202
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
+                disable=not enabled, leave=False)
+
+
+def _fetch(url: str, part: Path, *, progress: bool, timeout: float, size_hint: int | None) -> None:
+    """Download ``url`` into ``part``, resuming from its current size with a Range request.
+
+    Returns when the server has sent the whole body; raises `DownloadError` (``part`` kept) when the connection
+    breaks or the body is short.
+    """
+    part.parent.mkdir(parents=True, exist_ok=True)
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # requested range not satisfiable: the partial file is already complete
+            return
+        raise DownloadError(f"HTTP {exc.code} {exc.reason} while fetching {url}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise DownloadError(f"cannot reach {url}: {exc}") from exc
+    with response:
+        status = response.status
+        length = response.headers.get("Content-Length")
+        expected = int(length) if length is not None and length.isdigit() else None
+        if status == 206:
+            content_range = response.headers.get("Content-Range", "")
+            if not content_range.startswith(f"bytes {have}-"):
+                raise DownloadError(f"{url}: server answered Range bytes={have}- with {content_range!r}")
+            mode = "ab"
+        else:  # 200: the server ignored the Range header (or there was none): start again
+            have, mode = 0, "wb"
+        total = have + expected if expected is not None else size_hint
+        received = 0
+        with part.open(mode) as out, _progress_bar(total, have, part.name.removesuffix(".part"), progress) as bar:
+            try:
+                while True:
+                    chunk = response.read(_CHUNK)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+            except (http.client.IncompleteRead, OSError) as exc:
+                out.flush()
+                os.fsync(out.fileno())
+                raise DownloadError(
+                    f"connection to {url} broke after {have + received} bytes ({exc}); the partial file "
+                    f"{part} is kept and the next run resumes from it"
+                ) from exc
+            out.flush()
+            os.fsync(out.fileno())
+    if expected is not None and received < expected:
+        raise DownloadError(
+            f"{url}: short body ({received} of {expected} bytes); the partial file {part} is kept and the next "
+            "run resumes from it"
+        )
+
+
+def _fetch_verified(url: str, dest: Path, checksum: tuple[str, str] | None, *, progress: bool, timeout: float,
+                    retries: int, size_hint: int | None, what: str) -> Path:
+    """Fetch ``url`` to ``dest`` (via ``dest.part``, resumable, ``retries`` attempts) and check its checksum."""
+    part = dest.with_name(dest.name + ".part")
+    last: DownloadError | None = None
+    for _ in range(max(1, retries)):
+        try:
+            _fetch(url, part, progress=progress, timeout=timeout, size_hint=size_hint)
+            break
+        except DownloadError as exc:
+            last = exc
+    else:
+        assert last is not None
+        raise last
+    if checksum is not None:
+        try:
+            _check_digest(part, checksum, what)
+        except DownloadError:
+            part.unlink(missing_ok=True)  # a corrupt file is never resumed from
+            raise
+    os.replace(part, dest)
+    return dest
+
+
+# ------------------------------------------------------------------------------------------------ unpacking
+
+
+def _safe_members_zip(zf: zipfile.ZipFile, strip: str) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
+    out = []
+    prefix = PurePosixPath(strip) if strip else None
+    for info in zf.infolist():
+        if info.is_dir():
+            continue
+        p = PurePosixPath(info.filename)
+        if p.is_absolute() or ".." in p.parts:
+            raise DownloadError(f"unsafe path {info.filename!r} in archive")
+        if prefix is not None:
+            try:
+                p = p.relative_to(prefix)
+            except ValueError:
+                continue
+        if p.parts and p.parts[0] == "__MACOSX":
+            continue
+        out.append((info, p))
+    return out
+
+
+def _unpack(archive: Path, strip: str, into: Path) -> int:
+    """Extract the files under ``strip`` of ``archive`` into ``into``; return how many were written."""
+    n = 0
+    prefix = PurePosixPath(strip) if strip else None
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for info, rel in _safe_members_zip(zf, strip):
+                dest = into.joinpath(*rel.parts)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, dest.open("wb") as out:
+                    shutil.copyfileobj(src, out, _CHUNK)
+                n += 1
+        return n
+    try:
+        tf = tarfile.open(archive)
+    except tarfile.TarError as exc:
+        raise DownloadError(f"{archive.name} is neither a zip nor a tar archive ({exc})") from exc
+    with tf:
+        for member in tf.getmembers():
+            if not member.isfile():
+                continue
+            p = PurePosixPath(member.name)
+            if p.is_absolute() or ".." in p.parts:
+                raise DownloadError(f"unsafe path {member.name!r} in archive")
+            if prefix is not None:
+                try:
+                    p = p.relative_to(prefix)
+                except ValueError:
+                    continue
+            dest = into.joinpath(*p.parts)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            src = tf.extractfile(member)
+            assert src is not None
+            with src, dest.open("wb") as out:
+                shutil.copyfileobj(src, out, _CHUNK)
+            n += 1
+    return n
+
+
+def _check_member(root: Path, check: MemberCheck, dataset: str) -> None:
+    path = root / check.path
+    if not path.is_file():
+        raise DownloadError(f"{dataset}: expected file {check.path!r} is missing (looked in {root})")
+    size = path.stat().st_size
+    if size < check.min_bytes:
+        raise DownloadError(f"{dataset}: {check.path} has {size} bytes, expected at least {check.min_bytes}")
+    if check.header is None and check.n_lines is None and check.n_fields is None:
+        return
+    with path.open("rb") as f:
+        first = f.readline().rstrip(b"\r\n").decode("latin-1")
+        if check.header is not None and first != check.header:
+            raise DownloadError(f"{dataset}: {check.path} line 1 is {first[:120]!r}, expected header {check.header!r}")
+        if check.n_lines is None and check.n_fields is None:
+            return
+        n = 1 if first.strip() else 0
+        lineno = 1
+        if check.n_fields is not None and first.strip() and len(first.split()) != check.n_fields:
+            raise DownloadError(f"{dataset}: {check.path} line 1 has {len(first.split())} fields, "
+                                f"expected {check.n_fields}")
+        for raw in f:
+            lineno += 1
+            if not raw.strip():
+                continue
+            n += 1
+            if check.n_fields is not None and len(raw.split()) != check.n_fields:
+                raise DownloadError(f"{dataset}: {check.path} line {lineno} has {len(raw.split())} fields, "
+                                    f"expected {check.n_fields}")
+    if check.n_lines is not None and n != check.n_lines:
+        raise DownloadError(f"{dataset}: {check.path} has {n} non-empty lines, expected {check.n_lines}")
+
+
+def verify_folder(name: str, data_dir: str | os.PathLike[str] | None = None,
+                  sources: Mapping[str, Source] | None = None) -> Path:
+    """Check a dataset folder against the expected files (presence, sizes, headers, row counts); return it."""
+    src = _source(name, sources)
+    root = data_root(data_dir) / src.folder
+    for check in src.checks:
+        _check_member(root, check, name)
+    return root
+
+
+def _source(name: str, sources: Mapping[str, Source] | None) -> Source:
+    table = SOURCES if sources is None else sources
+    key = name.lower().replace("-", "").replace("_", "")
+    key = {"movielens1m": "ml1m", "kuairandpure": "kuairand", "yahoor3": "yahoo"}.get(key, key)
+    if key == "yahoo":
+        raise LicenceRequiredError(_yahoo_message(data_root(None) / DATASET_FOLDERS["yahoo"]))
+    if key not in table:
+        raise ValueError(f"unknown downloadable dataset {name!r}; valid names: {sorted(table)} "
+                         "(yahoo needs a Yahoo! Webscope licence; synthetic needs no download)")
+    return table[key]
+
+
+def _install(staged: Path, target: Path) -> None:
+    """Move the verified ``staged`` tree into ``target``: one `os.replace` of the folder when the target does not
+    exist, else one `os.replace` per file (each atomic), leaving other files already in ``target`` alone."""
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, target)
+        return
+    for path in sorted(p for p in staged.rglob("*") if p.is_file()):
+        dest = target / path.relative_to(staged)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest)
+
+
+def download(name: str, data_dir: str | os.PathLike[str] | None = None, force: bool = False,
+             progress: bool = True, *, sources: Mapping[str, Source] | None = None, retries: int = 3,
+             timeout: float = 60.0, keep_archive: bool = False) -> Path:
+    """Download, verify and unpack dataset ``name`` into ``<data_dir>/<folder>``; return that folder.
+
+    ``name``: coat, ml1m, kuairand or kuairec (yahoo raises `LicenceRequiredError` saying how to get it).
+    An already complete folder is left alone unless ``force``. ``sources`` replaces the table of hosts (tests
+    point it at a local server). Raises `DownloadError` when a transfer, checksum or content check fails; the
+    target folder is then untouched and only a resumable ``.part`` file remains in ``<cache>/downloads``.
+    """
+    key = name.lower().replace("-", "").replace("_", "")
+    if key in ("yahoo", "yahoor3"):
+        raise LicenceRequiredError(_yahoo_message(data_root(data_dir) / DATASET_FOLDERS["yahoo"]))
+    src = _source(name, sources)
+    root = data_root(data_dir)
+    target = root / src.folder
+    if not force:
+        try:
+            return verify_folder(src.name, data_dir, sources={src.name: src})
+        except DownloadError:
+            pass  # missing or incomplete: (re)download
+    downloads = cache_dir() / "downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    archive = _fetch_verified(src.url, downloads / src.archive, src.checksum, progress=progress, timeout=timeout,
+                              retries=retries, size_hint=src.size_bytes, what=src.name)
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{src.folder}.download-", dir=root))
+    try:
+        content = staging / src.folder
+        dest = content / src.subdir if src.subdir else content
+        dest.mkdir(parents=True)
+        if _unpack(archive, src.strip, dest) == 0:
+            raise DownloadError(f"{src.name}: no files under {src.strip!r} in {archive.name}")
+        for extra in src.extras:
+            fetched = _fetch_verified(extra.url, downloads / f"{src.name}-{PurePosixPath(extra.dest).name}",
+                                      extra.checksum, progress=progress, timeout=timeout, retries=retries,
+                                      size_hint=None, what=src.name)
+            out = content / extra.dest
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(fetched, out)
+            fetched.unlink()
+        for check in src.checks:
+            _check_member(content, check, src.name)
+        _install(content, target)
+    except BaseException:
+        if src.checksum is None:
+            # Content checks failed on an archive without a published checksum: it may be corrupt, do not keep it.
+            archive.unlink(missing_ok=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if not keep_archive:
+        archive.unlink(missing_ok=True)
+    return target
+
+
+def with_url(source: Source, url: str, **changes: object) -> Source:
+    """A copy of ``source`` fetched from ``url`` (e.g. a mirror), other fields changed as given."""
+    return dataclasses.replace(source, url=url, **changes)  # type: ignore[arg-type]
