@@ -1,0 +1,338 @@
+"""Helpers shared by the rec-env agents: env inspection, seeding, checkpoints, logging, evaluation.
+
+Kept small and free of policy logic: each agent module stays readable on its own (CleanRL style) and only
+borrows the plumbing from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from tqdm.auto import tqdm
+
+
+@dataclass
+class RecEnvSpec:
+    """What an agent needs to know about a batched rec env (read once at construction)."""
+
+    n_users: int
+    n_items: int
+    history_len: int
+    max_turn: int
+    num_envs: int
+    device: torch.device
+    reward_range: tuple[float, float]
+    dataset: Any  # the env's LoggedDataset (None when the env does not expose one)
+    dataset_name: str | None  # registry name used in env ids, e.g. "Synthetic", "Coat"
+    env_kwargs: dict[str, Any]  # protocol kwargs the env was made with (preset, mode, N, M, ...)
+
+
+def base_env(env: Any) -> Any:
+    """The innermost env (through gymnasium wrappers)."""
+    return getattr(env, "unwrapped", env)
+
+
+def rec_env_spec(env: Any, agent: str) -> RecEnvSpec:
+    """Inspect a batched rec env; raise TypeError naming the space if ``agent`` cannot act in it.
+
+    The agents here choose one item id per env (a ``Discrete(n_items)`` single action space, batched as an
+    int64 tensor) from a dict observation holding ``user``, ``step``, ``items`` and ``rewards``.
+    """
+    act_space = getattr(env, "single_action_space", None)
+    if act_space is None:
+        act_space = getattr(env, "action_space", None)
+    if not isinstance(act_space, spaces.Discrete):
+        raise TypeError(
+            f"{agent}: needs a Discrete (item id) single action space, got {act_space!r}; "
+            "use the SB3 continuous agents (sb3_sac, sb3_td3) for Box action spaces"
+        )
+    obs_space = getattr(env, "single_observation_space", None)
+    need = ("user", "step", "items", "rewards")
+    if not isinstance(obs_space, spaces.Dict) or any(k not in obs_space.spaces for k in need):
+        raise TypeError(f"{agent}: needs a Dict observation space with keys {list(need)}, got {obs_space!r}")
+    inner = base_env(env)
+    n_items = int(act_space.n)
+    history_len = int(obs_space["items"].shape[0])
+    user_space = obs_space["user"]
+    n_users = int(user_space.n) if isinstance(user_space, spaces.Discrete) else int(user_space.high.max()) + 1
+    dataset = getattr(inner, "dataset", None)
+    if dataset is not None and getattr(dataset, "n_users", None):
+        n_users = max(n_users, int(dataset.n_users))
+    max_turn = int(getattr(inner, "max_turn", 30))
+    rr = getattr(inner, "reward_bounds", None)
+    if rr is None:
+        rr = _reward_range_from(dataset)
+    spec_kwargs = dict(getattr(getattr(env, "spec", None), "kwargs", None) or {})
+    return RecEnvSpec(
+        n_users=n_users, n_items=n_items, history_len=history_len, max_turn=max_turn,
+        num_envs=int(getattr(env, "num_envs", 1)), device=torch.device(getattr(inner, "device", "cpu")),
+        reward_range=(float(rr[0]), float(rr[1])), dataset=dataset,
+        dataset_name=getattr(inner, "dataset_name", None), env_kwargs=spec_kwargs,
+    )
+
+
+def _reward_range_from(dataset: Any) -> tuple[float, float]:
+    if dataset is None:
+        return (0.0, 1.0)
+    vals = []
+    if dataset.ground_truth is not None:
+        vals += [float(np.min(dataset.ground_truth)), float(np.max(dataset.ground_truth))]
+    if len(dataset.train):
+        vals += [float(dataset.train["reward"].min()), float(dataset.train["reward"].max())]
+    return (min(vals), max(vals)) if vals else (0.0, 1.0)
+
+
+def require_dataset(spec: RecEnvSpec, agent: str) -> Any:
+    """The env's LoggedDataset, or a clear error for agents that learn from the logs."""
+    if spec.dataset is None:
+        raise ValueError(f"{agent}: the env exposes no `dataset` (LoggedDataset); this agent needs the training logs")
+    return spec.dataset
+
+
+def check_choice(agent: str, field: str, value: Any, valid: tuple | list) -> None:
+    """Raise ValueError naming ``field`` and the valid values."""
+    if value not in valid:
+        raise ValueError(f"{agent}: {field}={value!r}; valid values: {list(valid)}")
+
+
+@contextmanager
+def seeded(seed: int):
+    """Run a block (e.g. network construction) under a fixed global torch seed, restoring the RNG after."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
+
+
+def generator(seed: int, device: torch.device | str) -> torch.Generator:
+    """A seeded torch.Generator on ``device``."""
+    g = torch.Generator(device=torch.device(device))
+    g.manual_seed(int(seed))
+    return g
+
+
+def to_device_obs(obs: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+    """Dict observation as tensors on ``device`` (no copy when already there)."""
+    return {k: torch.as_tensor(v, device=device) for k, v in obs.items()}
+
+
+def action_mask(info: dict[str, Any] | None, batch: int, n_items: int, device: torch.device) -> torch.Tensor:
+    """``info["action_mask"]`` as a bool [B, n_items] tensor (all True when absent)."""
+    mask = None if info is None else info.get("action_mask")
+    if mask is None:
+        return torch.ones(batch, n_items, dtype=torch.bool, device=device)
+    return torch.as_tensor(mask, device=device).bool()
+
+
+def masked_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Disallowed items get -inf; rows with nothing allowed keep their logits (the env ends them anyway).
+
+    -inf (not the dtype's minimum) so an allowed item always wins an argmax, even one whose own score is
+    the dtype's minimum (BCQ's filtered-out actions).
+    """
+    any_ok = mask.any(dim=-1, keepdim=True)
+    return torch.where(mask | ~any_ok, logits, torch.full_like(logits, float("-inf")))
+
+
+def log_scalars(logger: Any, values: dict[str, float], step: int, prefix: str = "") -> None:
+    """Send every value to ``logger.log_scalar`` (no-op without a logger)."""
+    if logger is None:
+        return
+    for k, v in values.items():
+        if isinstance(v, (int, float, np.floating, np.integer)) or (torch.is_tensor(v) and v.numel() == 1):
+            logger.log_scalar(f"{prefix}{k}", float(v), int(step))
+
+
+def progress(total: int, desc: str, enabled: bool) -> tqdm:
+    """A tqdm bar (disabled with ``enabled=False``)."""
+    return tqdm(total=int(total), desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
+
+
+def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
+    """Atomic ``torch.save`` (temp file + ``os.replace``); config dataclasses are stored as dicts."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    payload = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in payload.items()}
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".pt")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_checkpoint(path: str | os.PathLike[str], agent: str, config: Any = None) -> dict[str, Any]:
+    """Load a checkpoint written by `save_checkpoint`; check it belongs to ``agent`` (and its config sizes)."""
+    try:
+        payload = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a corrupt file: say which one
+        raise ValueError(f"{agent}: cannot read checkpoint {os.fspath(path)!r}: {exc}") from exc
+    if payload.get("agent") != agent:
+        raise ValueError(f"checkpoint {os.fspath(path)!r} was saved by agent {payload.get('agent')!r}, not {agent!r}")
+    return payload
+
+
+def evaluate_agent(agent: Any, env: Any, n_episodes: int, seed: int) -> dict[str, float]:
+    """Run ``agent`` greedily in the evaluation env via `recgym.envs.evaluate`; a flat dict of metrics."""
+    from recgym.envs.evaluate import evaluate
+
+    was = getattr(agent, "training", None)
+    if was is not None:
+        agent.training = False
+    try:
+        result = evaluate(agent, env, n_episodes=n_episodes, seed=seed)
+    finally:
+        if was is not None:
+            agent.training = was
+    metrics = result if isinstance(result, dict) else getattr(result, "metrics", None) or dataclasses.asdict(result)
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, np.floating, np.integer))}
+
+
+class EvalRecorder:
+    """Evaluates an agent every so often, logs ``eval/<metric>`` and keeps the curve in ``history``."""
+
+    def __init__(self, agent: Any, n_episodes: int, seed: int) -> None:
+        self.agent = agent
+        self.n_episodes = int(n_episodes)
+        self.seed = int(seed)
+        self.calls = 0
+
+    def __call__(self, env: Any, step: int, logger: Any) -> dict[str, float]:
+        if env is None or self.n_episodes <= 0:
+            return {}
+        metrics = evaluate_agent(self.agent, env, self.n_episodes, self.seed + 1000 * self.calls)
+        self.calls += 1
+        log_scalars(logger, metrics, step, prefix="eval/")
+        self.agent.history.append({"step": int(step), **metrics})
+        return metrics
+
+
+def step_validity(env: Any, prev_done: torch.Tensor) -> torch.Tensor:
+    """bool [B]: which transitions of the last ``step`` are real (NEXT_STEP autoreset steps are not)."""
+    from gymnasium.vector import AutoresetMode
+
+    if base_env(env).metadata.get("autoreset_mode") == AutoresetMode.NEXT_STEP:
+        return ~prev_done
+    return torch.ones_like(prev_done)
+
+
+def reset_done(env: Any, obs: Any, info: dict[str, Any], done: torch.Tensor) -> tuple[Any, dict[str, Any]]:
+    """With autoreset DISABLED, reset the ended envs ourselves; otherwise pass (obs, info) through."""
+    from gymnasium.vector import AutoresetMode
+
+    if base_env(env).metadata.get("autoreset_mode") == AutoresetMode.DISABLED and bool(done.any()):
+        return env.reset(options={"reset_mask": done})
+    return obs, info
+
+
+_VEC_ONLY_KWARGS = ("num_envs", "vectorization_mode", "vector_kwargs", "wrappers", "max_episode_steps")
+# Kwargs only InteractiveRec takes (its reward preset, world model and shaping weights).
+_INTERACTIVE_ONLY = ("world_model", "world_model_config", "world_model_seed", "lambda_u", "lambda_ent",
+                     "lambda_int", "alpha", "beta", "entropy_window", "progress")
+
+
+def make_matching_env(env: Any, family: str, num_envs: int, **overrides: Any) -> Any:
+    """A new batched env of ``family`` (``GroundTruthRec`` / ``InteractiveRec``) matching ``env``.
+
+    Same dataset (the loaded object, not re-read), protocol (preset, mode, N, M, max_turn, history_len, ...)
+    and device as ``env``, read from ``env.spec`` (set by ``gymnasium.make_vec``); ``overrides`` win.
+    The protocol preset is ``preset=`` in GroundTruthRec and ``protocol=`` in InteractiveRec (whose
+    ``preset=`` is the reward preset), so it is renamed when switching family; InteractiveRec-only kwargs
+    are dropped when going to the ground truth. Same family: ``env.make_sibling`` when the env has it.
+    """
+    import gymnasium as gym
+
+    spec = getattr(env, "spec", None)
+    if spec is None or not getattr(spec, "id", None):
+        raise ValueError(
+            f"cannot build a matching {family} env: the env has no spec id (make it with gymnasium.make_vec, "
+            "or pass the training / evaluation env explicitly)"
+        )
+    parts = spec.id.split("-")
+    if len(parts) < 3:
+        raise ValueError(f"env id {spec.id!r} is not of the form <Family>-<Data>-v<k>")
+    inner = base_env(env)
+    if parts[0] == family and hasattr(inner, "make_sibling") and not overrides:
+        sib = inner.make_sibling(int(num_envs))
+        sib.spec = spec
+        return sib
+    kwargs = {k: v for k, v in dict(spec.kwargs or {}).items() if k not in _VEC_ONLY_KWARGS}
+    if parts[0] == "InteractiveRec" and family != "InteractiveRec":
+        for k in _INTERACTIVE_ONLY:
+            kwargs.pop(k, None)
+        kwargs["preset"] = kwargs.pop("protocol", kwargs.get("preset"))
+    elif parts[0] != "InteractiveRec" and family == "InteractiveRec":
+        kwargs["protocol"] = kwargs.pop("preset", None)
+    if getattr(inner, "dataset", None) is not None:
+        kwargs["dataset"] = inner.dataset  # the loaded object: no second parse of the files
+        kwargs.pop("dataset_kwargs", None)
+    kwargs["device"] = inner.device
+    kwargs.update(overrides)
+    new_id = "-".join([family, *parts[1:]])
+    return gym.make_vec(new_id, num_envs=int(num_envs), vectorization_mode="vector_entry_point", **kwargs)
+
+
+def env_family(env: Any) -> str | None:
+    """``GroundTruthRec`` / ``InteractiveRec`` / ... from ``env.spec.id`` (None when unknown)."""
+    spec = getattr(env, "spec", None)
+    sid = getattr(spec, "id", None)
+    return sid.split("-")[0] if sid else None
+
+
+def evaluation_env_for(env: Any, eval_env: Any, num_envs: int = 100) -> Any:
+    """The env to evaluate in: ``eval_env`` if given, ``env`` if it is a GroundTruthRec env, else its match."""
+    if eval_env is not None:
+        return eval_env
+    if env_family(env) in (None, "GroundTruthRec"):
+        return env
+    return make_matching_env(env, "GroundTruthRec", num_envs=num_envs)
+
+
+class NoRepeatServer:
+    """Per-env record of the items served in the current episode (reset where ``obs["step"] == 0``).
+
+    Static and bandit agents serve their ranking "in order without repeats" even in FB mode, where the env's
+    action mask allows repeats; in NX modes the env's mask already excludes them and this is a no-op.
+    """
+
+    def __init__(self, n_items: int, device: torch.device) -> None:
+        self.n_items = n_items
+        self.device = device
+        self.served: torch.Tensor | None = None
+
+    def allowed(self, obs: dict[str, torch.Tensor], info: dict[str, Any] | None) -> torch.Tensor:
+        step = obs["step"].to(self.device)
+        B = step.shape[0]
+        if self.served is None or self.served.shape[0] != B:
+            self.served = torch.zeros(B, self.n_items, dtype=torch.bool, device=self.device)
+        self.served = self.served & (step != 0).unsqueeze(1)
+        mask = action_mask(info, B, self.n_items, self.device) & ~self.served
+        # Everything served already (episode longer than the catalogue): allow repeats again.
+        env_mask = action_mask(info, B, self.n_items, self.device)
+        mask = torch.where(mask.any(1, keepdim=True), mask, env_mask)
+        # Nothing allowed at all (an ended env in NEXT_STEP mode): any action is ignored by the env.
+        return torch.where(mask.any(1, keepdim=True), mask, torch.ones_like(mask))
+
+    def record(self, actions: torch.Tensor) -> None:
+        assert self.served is not None
+        self.served[torch.arange(actions.shape[0], device=self.device), actions] = True
+
+
+def evaluate_only(agent: Any, env: Any, logger: Any, eval_env: Any, n_evals: int) -> None:
+    """``learn`` of agents with nothing to learn from interaction: ``n_evals`` evaluations (the curve)."""
+    target = evaluation_env_for(env, eval_env, agent.cfg.eval_episodes)
+    recorder = EvalRecorder(agent, agent.cfg.eval_episodes, agent.cfg.seed)
+    for k in range(max(1, int(n_evals))):
+        recorder(target, k, logger)

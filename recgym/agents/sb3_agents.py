@@ -1,0 +1,222 @@
+"""Stable-Baselines3 agents through `recgym.envs.to_sb3`: ``sb3_ppo``, ``sb3_sac``, ``sb3_td3``.
+
+- ``sb3_ppo``: SB3 PPO on the discrete item-id action space. PPO cannot mask, so its training env is made with
+  ``invalid_action="terminate"`` (a repeated item in NX modes ends the episode with reward 0: the policy
+  learns not to repeat); ``act`` applies ``info["action_mask"]`` to the policy's logits and takes the best
+  allowed item.
+- ``sb3_sac`` / ``sb3_td3``: SB3 SAC / TD3 on a ``Box(-1, 1, (k,))`` action through
+  `recgym.envs.ContinuousItemActionWrapper`: the item is ``argmax_i <e_i, a>`` over the allowed items.
+
+Item embeddings ``e`` (action space of SAC/TD3 and the observation featurizer of all three): the top-``k``
+truncated SVD of the *training-log* matrix (`recgym.envs.sb3.svd_item_embeddings` of
+``dataset.train_matrix()``), not of the ground truth, so the agent gets no knowledge of the evaluation matrix.
+Observation: `recgym.envs.sb3.RecObsFeaturizer` (mean embedding of the last W items, their normalised
+rewards, step / max_turn).
+
+Training env (``train_env``): ``"given"`` (the env passed to ``learn``), ``"gt"`` (a fresh matching
+GroundTruthRec env) or ``"interactive"`` (``InteractiveRec-<D>-v0`` with ``preset=env_preset``), as for A2C
+(`recgym.agents.a2c`). Evaluation every ``eval_every`` env steps in the matching GroundTruthRec env (an SB3
+callback), logged as ``eval/<metric>``; SB3's own TensorBoard logging goes to ``tensorboard_log`` when set.
+``budget`` counts env steps (SB3 ``total_timesteps``). Save/load: SB3's zip format (written atomically).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from recgym.agents.base import build_config, register_agent
+from recgym.agents.common import (
+    EvalRecorder,
+    action_mask,
+    check_choice,
+    evaluation_env_for,
+    log_scalars,
+    make_matching_env,
+    masked_logits,
+    rec_env_spec,
+    require_dataset,
+    to_device_obs,
+)
+
+TRAIN_ENVS = ("given", "gt", "interactive")
+
+
+@dataclass
+class SB3Config:
+    seed: int = 0
+    train_env: str = "given"  # one of TRAIN_ENVS
+    env_preset: str | None = None  # InteractiveRec preset when train_env == "interactive"
+    num_envs: int = 16  # parallel envs of the training env built by the agent ("gt" / "interactive")
+    k: int = 16  # item-embedding size (SAC/TD3 action size, featurizer size)
+    lr: float = 3e-4
+    gamma: float = 0.9
+    net_arch: tuple[int, ...] = (64, 64)
+    n_steps: int = 32  # ppo: steps per env per rollout
+    batch_size: int = 256
+    buffer_size: int = 100_000  # sac / td3
+    learning_starts: int = 1_000  # sac / td3
+    tensorboard_log: str | None = None
+    eval_every: int = 10_000  # env steps between evaluations (0 = only at the end)
+    eval_episodes: int = 100
+    progress: bool = True
+
+
+class SB3Agent:
+    """An SB3 model plus the recgym plumbing (featurizer, masks, evaluation)."""
+
+    def __init__(self, env: Any, cfg: SB3Config, name: str) -> None:
+        self.name, self.cfg = name, cfg
+        check_choice(name, "train_env", cfg.train_env, TRAIN_ENVS)
+        if cfg.train_env == "interactive" and not cfg.env_preset:
+            raise ValueError(f"{name}: train_env='interactive' needs env_preset (r3s, dorl, mopo, mbpo, roler)")
+        self.spec = spec = rec_env_spec(env, name)  # the discrete item-id env these agents act in
+        self.device = spec.device
+        from recgym.envs.sb3 import RecObsFeaturizer, svd_item_embeddings
+
+        ds = require_dataset(spec, name)
+        self.item_emb = svd_item_embeddings(ds.train_matrix(), cfg.k, seed=cfg.seed).to(self.device)
+        self.featurizer = RecObsFeaturizer(env.unwrapped if hasattr(env, "unwrapped") else env, self.item_emb)
+        self.continuous = name in ("sb3_sac", "sb3_td3")
+        self.history: list[dict[str, float]] = []
+        self.env_steps = 0
+        self._template = env
+        # Build the model on a copy of the env (spaces and env count); learn() swaps in the training env,
+        # which has the same spaces and number of envs (SB3's set_env requires it).
+        self.n_train_envs = int(env.num_envs) if cfg.train_env == "given" else int(cfg.num_envs)
+        self.model = self._make_model(self._vec(make_matching_env(env, "GroundTruthRec",
+                                                                  num_envs=self.n_train_envs)))
+
+    # -- envs ------------------------------------------------------------------------------------------
+    def _vec(self, env: Any) -> Any:
+        from recgym.envs.sb3 import ContinuousItemActionWrapper, to_sb3
+
+        if self.continuous:
+            env = ContinuousItemActionWrapper(env, item_embeddings=self.item_emb)
+        return to_sb3(env, featurizer=self.featurizer)
+
+    def _train_env(self, env: Any) -> Any:
+        cfg = self.cfg
+        extra = {} if self.continuous else {"invalid_action": "terminate"}
+        if cfg.train_env == "given":
+            if not self.continuous and getattr(env.unwrapped, "invalid_action", "terminate") != "terminate":
+                return make_matching_env(env, _family(env), num_envs=env.num_envs, **extra)
+            return env
+        if cfg.train_env == "gt":
+            return make_matching_env(env, "GroundTruthRec", num_envs=cfg.num_envs, **extra)
+        return make_matching_env(env, "InteractiveRec", num_envs=cfg.num_envs, preset=cfg.env_preset,
+                                 progress=cfg.progress, **extra)
+
+    def _make_model(self, vec: Any) -> Any:
+        from stable_baselines3 import PPO, SAC, TD3
+
+        cfg = self.cfg
+        arch = list(cfg.net_arch)
+        common = dict(learning_rate=cfg.lr, gamma=cfg.gamma, seed=cfg.seed, device=self.device, verbose=0,
+                      tensorboard_log=cfg.tensorboard_log, policy_kwargs={"net_arch": arch})
+        if self.name == "sb3_ppo":
+            return PPO("MlpPolicy", vec, n_steps=cfg.n_steps, batch_size=cfg.batch_size, **common)
+        cls = SAC if self.name == "sb3_sac" else TD3
+        return cls("MlpPolicy", vec, buffer_size=cfg.buffer_size, batch_size=cfg.batch_size,
+                   learning_starts=cfg.learning_starts, **common)
+
+    # -- acting ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs: dict[str, Any], info: dict[str, Any] | None = None) -> torch.Tensor:
+        obs = to_device_obs(obs, self.device)
+        feats = self.featurizer(obs).float()
+        mask = action_mask(info, feats.shape[0], self.spec.n_items, self.device)
+        policy = self.model.policy
+        x = feats.to(policy.device)
+        if self.continuous:
+            a = policy._predict(x, deterministic=True) if self.name == "sb3_sac" else policy.actor(x)
+            scores = a.to(self.device).float() @ self.item_emb.T
+        else:
+            scores = policy.get_distribution(x).distribution.logits.to(self.device)
+        return masked_logits(scores, mask).argmax(-1)
+
+    # -- learning --------------------------------------------------------------------------------------
+    def learn(self, env: Any, budget: int, logger: Any = None, eval_env: Any = None) -> None:
+        """``budget`` env steps of SB3 learning with periodic evaluation in the GroundTruthRec env."""
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        cfg = self.cfg
+        train = self._train_env(env)
+        if int(train.num_envs) != self.n_train_envs:
+            raise ValueError(f"{self.name}: the training env has {train.num_envs} envs, the agent was built for "
+                             f"{self.n_train_envs} (the env given to make_agent, or num_envs)")
+        target = evaluation_env_for(env, eval_env, cfg.eval_episodes)
+        if target is train:  # never evaluate inside the env SB3 is stepping
+            target = make_matching_env(env, "GroundTruthRec", num_envs=min(cfg.eval_episodes, 100) or 1)
+        recorder = EvalRecorder(self, cfg.eval_episodes, cfg.seed)
+        agent = self
+
+        class _Eval(BaseCallback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.next = cfg.eval_every if cfg.eval_every > 0 else None
+
+            def _on_step(self) -> bool:
+                if self.next is not None and self.num_timesteps >= self.next:
+                    recorder(target, agent.env_steps + self.num_timesteps, logger)
+                    self.next += cfg.eval_every
+                return True
+
+            def _on_rollout_end(self) -> None:
+                vals = {k: v for k, v in self.model.logger.name_to_value.items() if isinstance(v, (int, float))}
+                log_scalars(logger, vals, agent.env_steps + self.num_timesteps, prefix="sb3/")
+
+        self.model.set_env(self._vec(train))
+        self.model.learn(total_timesteps=int(budget), callback=_Eval(), progress_bar=False,
+                         reset_num_timesteps=self.env_steps == 0, tb_log_name=self.name)
+        self.env_steps += int(budget)
+        recorder(target, self.env_steps, logger)
+
+    # -- persistence -----------------------------------------------------------------------------------
+    def save(self, path: str) -> None:
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".zip")
+        os.close(fd)
+        try:
+            self.model.save(tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    def load(self, path: str) -> None:
+        from stable_baselines3 import PPO, SAC, TD3
+
+        cls = {"sb3_ppo": PPO, "sb3_sac": SAC, "sb3_td3": TD3}[self.name]
+        env = self.model.get_env()
+        self.model = cls.load(os.fspath(path), env=env, device=self.device)
+
+
+def _family(env: Any) -> str:
+    sid = getattr(getattr(env, "spec", None), "id", None) or "GroundTruthRec-x-v0"
+    return sid.split("-")[0]
+
+
+def _factory(name: str):
+    def factory(env: Any, **config: Any) -> SB3Agent:
+        # issue 8: DiffusionDenoise envs (guidance / residual actions) are handled by recgym.agents.denoise_sb3
+        from recgym.agents.denoise_sb3 import is_denoise_env, make_denoise_sb3
+
+        if is_denoise_env(env):
+            return make_denoise_sb3(name, env, **config)
+        return SB3Agent(env, build_config(SB3Config, config, name), name)
+
+    factory.__doc__ = f"Stable-Baselines3 {name[4:].upper()} through recgym.envs.to_sb3."
+    return factory
+
+
+for _name in ("sb3_ppo", "sb3_sac", "sb3_td3"):
+    register_agent(_name, _factory(_name))
+
+__all__ = ["SB3Agent", "SB3Config"]

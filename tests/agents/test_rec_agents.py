@@ -1,0 +1,254 @@
+"""The rec-env agents (issue 6): construction, acting, masks, save/load, determinism, errors, learning."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import recgym  # noqa: F401
+from recgym.agents import make_agent, registered_agents
+from recgym.agents.logged import build_logged_transitions
+from recgym.agents.trackers import TrackerConfig, make_tracker
+
+REC_AGENTS = ["a2c", "gt", "r3s", "dorl", "mopo", "mbpo", "roler", "ucb", "epsilon_greedy", "random",
+              "popularity", "top_rated", "bcq", "cql", "crr", "sqn", "exp_rsft", "sb3_ppo", "sb3_sac", "sb3_td3"]
+SMALL = {"n_users": 40, "n_items": 60}
+FAST = {"progress": False, "eval_episodes": 8}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def small_env(num_envs: int = 8, **kw):
+    return gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=num_envs, preset="roler",
+                        dataset_kwargs=SMALL, **kw)
+
+
+@pytest.fixture(scope="module")
+def env():
+    return small_env()
+
+
+def agent_kwargs(name: str) -> dict:
+    kw = dict(FAST)
+    if name in ("ucb", "epsilon_greedy"):
+        kw["world_model"] = "mf"  # cheaper than DeepFM for a construction test
+    if name in ("a2c", "gt", "r3s", "dorl", "mopo", "mbpo", "roler"):
+        kw["num_envs"] = 8
+    return kw
+
+
+def test_every_listed_agent_is_registered():
+    assert set(REC_AGENTS) <= set(registered_agents())
+
+
+@pytest.mark.parametrize("name", REC_AGENTS)
+def test_make_act_mask_and_save_load(name, env, tmp_path):
+    agent = make_agent(name, env, seed=0, **agent_kwargs(name))
+    obs, info = env.reset(seed=3)
+    # A mask allowing only a random third of the items: every action must be one of them.
+    gen = torch.Generator().manual_seed(1)
+    mask = torch.rand(8, SMALL["n_items"], generator=gen) < 0.33
+    mask[:, 0] = False
+    mask[0] = False
+    mask[0, 5] = True  # a row with exactly one allowed item
+    if hasattr(agent, "training"):
+        agent.training = False
+    actions = agent.act(obs, {**info, "action_mask": mask})
+    assert isinstance(actions, torch.Tensor) and actions.dtype == torch.int64
+    assert actions.shape == (8,) and actions.device == obs["user"].device
+    assert bool(mask[torch.arange(8), actions].all()), f"{name} chose a masked item"
+    assert int(actions[0]) == 5
+    # Save / load round trip: a fresh agent (another seed) that loads the file acts the same.
+    path = tmp_path / f"{name}.ckpt"
+    agent.save(str(path))
+    expected = agent.act(obs, info)
+    other = make_agent(name, env, seed=123, **agent_kwargs(name))
+    other.load(str(path))
+    if hasattr(other, "training"):
+        other.training = False
+    assert torch.equal(other.act(obs, info), expected)
+
+
+def test_preset_training_env_and_fixed_fields(env):
+    agent = make_agent("dorl", env, **FAST)
+    assert (agent.cfg.train_env, agent.cfg.env_preset) == ("interactive", "dorl")
+    assert make_agent("gt", env, **FAST).cfg.train_env == "gt"
+    with pytest.raises(ValueError, match="env_preset is fixed by the preset"):
+        make_agent("r3s", env, env_preset="mbpo")
+
+
+def test_discrete_agent_on_box_action_space_fails_naming_the_space():
+    from recgym.envs.sb3 import ContinuousItemActionWrapper
+
+    boxed = ContinuousItemActionWrapper(small_env(2), k=4)
+    for name in ("a2c", "cql", "popularity"):
+        with pytest.raises(TypeError, match=r"Discrete.*Box"):
+            make_agent(name, boxed)
+
+
+def test_bad_config_field_names_field_and_valid_values(env):
+    with pytest.raises(ValueError, match=r"unknown config field\(s\) \['lrr'\].*valid fields:.*'lr'"):
+        make_agent("a2c", env, lrr=0.1)
+    with pytest.raises(ValueError, match=r"tracker='lstm'; valid values: \['avg', 'gru', 'sasrec'\]"):
+        make_agent("cql", env, tracker="lstm")
+    with pytest.raises(ValueError, match=r"world_model='xgb'; valid values"):
+        make_agent("ucb", env, world_model="xgb")
+    with pytest.raises(ValueError, match="unknown agent 'nope'"):
+        make_agent("nope", env)
+
+
+def test_a2c_deterministic_under_seed():
+    def run(seed):
+        e = small_env()
+        agent = make_agent("gt", e, seed=seed, num_envs=8, eval_every=0, **FAST)
+        agent.learn(e, 8 * 30 * 2)
+        return agent.history[-1]["R_cumu"], [p.detach().clone() for p in agent.net.parameters()]
+
+    (r1, p1), (r2, p2), (_, p3) = run(0), run(0), run(1)
+    assert r1 == r2 and all(torch.equal(a, b) for a, b in zip(p1, p2, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(p1, p3, strict=True))
+
+
+@pytest.mark.parametrize("name", ["cql", "exp_rsft"])
+def test_offline_deterministic_under_seed(name, env):
+    def run(seed):
+        agent = make_agent(name, env, seed=seed, eval_every=0, batch_size=32, **FAST)
+        agent.learn(env, 6)
+        return agent.history[-1], [p.detach().clone() for p in agent.net.parameters()]
+
+    (h1, p1), (h2, p2) = run(0), run(0)
+    assert h1 == h2 and all(torch.equal(a, b) for a, b in zip(p1, p2, strict=True))
+
+
+def test_static_rankings_are_served_in_order_without_repeats():
+    e = small_env(num_envs=2, mode="FB")  # FB: the env allows repeats; the agent must not repeat anyway
+    ds = e.unwrapped.dataset
+    agent = make_agent("popularity", e)
+    counts = np.bincount(ds.train["item"].to_numpy(), minlength=ds.n_items)
+    expected = np.lexsort((np.arange(ds.n_items), -counts))[:10]
+    obs, info = e.reset(seed=0)
+    served = []
+    for _ in range(10):
+        a = agent.act(obs, info)
+        served.append(int(a[0]))
+        obs, _, _, _, info = e.step(a)
+    assert served == expected.tolist()
+    top = make_agent("top_rated", e)
+    mean = ds.train.groupby("item")["reward"].mean()
+    obs, info = e.reset(seed=0)
+    assert int(top.act(obs, info)[0]) == int(mean.idxmax())
+
+
+def test_logged_transitions_history_layout():
+    import pandas as pd
+
+    from recgym.data.base import LoggedDataset
+
+    train = pd.DataFrame({"user": [0, 0, 0, 1, 1], "item": [4, 2, 7, 1, 3],
+                          "reward": [1.0, 2.0, 3.0, 4.0, 5.0], "time": [30, 10, 20, 2, 1]})
+    ds = LoggedDataset("toy", 2, 8, train, train.iloc[:0], None, np.zeros((8, 1), bool), ["c"], "rating", 4.0,
+                       "distance")
+    t = build_logged_transitions(ds, history_len=2, episode_len=30, order="time")
+    # user 0 in time order: 2 (r2), 7 (r3), 4 (r1); user 1: 3 (r5), 1 (r4)
+    assert t.action.tolist() == [2, 7, 4, 3, 1]
+    assert t.obs["items"].tolist() == [[-1, -1], [-1, 2], [2, 7], [-1, -1], [-1, 3]]
+    assert t.obs["rewards"][2].tolist() == [2.0, 3.0]
+    assert t.next_obs["items"][2].tolist() == [7, 4]
+    assert t.done.tolist() == [False, False, True, False, True]
+    assert t.obs["step"].tolist() == [0, 1, 2, 0, 1]
+    chunks = build_logged_transitions(ds, history_len=2, episode_len=2, order="time")
+    assert chunks.done.tolist() == [False, True, True, False, True]
+    assert chunks.obs["items"][2].tolist() == [-1, -1]  # a new episode starts with an empty history
+
+
+def test_trackers_shapes_and_padding():
+    obs = {"user": torch.tensor([0, 1]), "step": torch.tensor([0, 2]),
+           "items": torch.tensor([[-1, -1, -1, -1], [-1, -1, 3, 5]]),
+           "rewards": torch.tensor([[0.0, 0, 0, 0], [0, 0, 2.0, 4.0]])}
+    for kind in ("avg", "gru", "sasrec"):
+        tr = make_tracker(TrackerConfig(kind=kind, emb_dim=8, hidden=16), 2, 10, 4, (0.0, 4.0), 30)
+        s = tr(obs)
+        assert s.shape == (2, tr.out_dim) and bool(torch.isfinite(s).all())
+    avg = make_tracker(TrackerConfig(kind="avg", window=2, emb_dim=8, use_step=False), 2, 10, 4, (0.0, 4.0), 30)
+    s = avg(obs).detach()
+    e = avg.item_emb.weight.detach()
+    assert torch.allclose(s[1, :8], (e[3] + e[5]) / 2) and float(s[1, 8]) == 1.0  # last reward 4 -> 1
+    assert torch.equal(s[0], torch.zeros(9))  # empty history: zero mean, zero reward
+
+
+def test_custom_agent_example_runs(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["custom_agent.py"])
+    runpy.run_path(str(ROOT / "examples" / "custom_agent.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: float(line.split("R_cumu=")[1].split()[0]) for line in out.splitlines() if "R_cumu=" in line}
+    assert set(rows) == {"most_logged_for_user", "random"}
+    assert rows["most_logged_for_user"] > rows["random"]
+
+
+def test_a2c_gt_learns_on_synthetic_short():
+    """Shortened learning check on GroundTruthRec-Synthetic-v0 (optimal 129.8, random 75.2, popularity 95.0).
+
+    A2C trained on the ground truth for 120k env steps must reach 70% of the optimal R_cumu, clear the
+    random policy by a quarter of the random-to-optimal gap, and at least match the popularity ranking
+    (within 3). Beating popularity clearly is NOT reached at CPU budgets (A2C-gt plateaus at 94-98): see
+    the slow test and the issue report.
+    """
+    from recgym.data.synthetic import optimal_return, random_return
+
+    torch.set_num_threads(1)
+    e = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=100, preset="roler")
+    gt = e.unwrapped.dataset.ground_truth
+    opt, rnd = optimal_return(gt, 30).mean, random_return(gt, 30).mean
+    agent = make_agent("gt", e, seed=0, eval_every=0, eval_episodes=300, progress=False)
+    agent.learn(e, int(os.environ.get("RECGYM_TEST_A2C_BUDGET", 120_000)))
+    a2c = agent.history[-1]["R_cumu"]
+    pop = make_agent("popularity", e, eval_episodes=300, progress=False)
+    pop.learn(e)
+    popularity = pop.history[-1]["R_cumu"]
+    assert a2c >= 0.7 * opt, (a2c, opt)
+    assert a2c > rnd + 0.25 * (opt - rnd), (a2c, rnd, opt)
+    assert a2c > popularity - 3.0, (a2c, popularity)
+
+
+@pytest.mark.slow
+def test_a2c_gt_and_r3s_full_synthetic_check():
+    """The issue's full check: A2C-gt >= 90% of the optimal R_cumu; r3s beats random and popularity clearly.
+
+    Budgets: RECGYM_SLOW_A2C_BUDGET env steps (default 3,000,000) for each A2C run.
+    """
+    from recgym.data.synthetic import optimal_return
+
+    torch.set_num_threads(1)
+    budget = int(os.environ.get("RECGYM_SLOW_A2C_BUDGET", 3_000_000))
+    e = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=100, preset="roler")
+    opt = optimal_return(e.unwrapped.dataset.ground_truth, 30).mean
+    res = {}
+    for name in ("gt", "r3s", "random", "popularity"):
+        learner = name in ("gt", "r3s")
+        extra = {"eval_every": 0} if learner else {}
+        agent = make_agent(name, e, seed=0, eval_episodes=500, progress=False, **extra)
+        agent.learn(e, budget if learner else 0)
+        res[name] = agent.history[-1]["R_cumu"]
+    assert res["gt"] >= 0.9 * opt, (res, opt)
+    margin = 0.05 * (opt - res["random"])
+    assert res["r3s"] > res["popularity"] + margin and res["r3s"] > res["random"] + margin, (res, opt)
+
+
+def test_interactive_preset_trains_in_world_model_env_and_evaluates_in_ground_truth(env):
+    from recgym.agents.common import make_matching_env
+
+    inter = make_matching_env(env, "InteractiveRec", num_envs=4, preset="roler")
+    assert inter.spec.id == "InteractiveRec-Synthetic-v0"
+    assert inter.spec.kwargs["protocol"] == "roler" and inter.spec.kwargs["preset"] == "roler"
+    back = make_matching_env(inter, "GroundTruthRec", num_envs=2)
+    assert back.spec.id == "GroundTruthRec-Synthetic-v0" and back.spec.kwargs["preset"] == "roler"
+    agent = make_agent("roler", env, num_envs=4, eval_every=0, **FAST)
+    agent.learn(env, 4 * 30)
+    assert agent.env_steps == 120 and len(agent.history) == 1
+    assert agent.history[0]["Length"] == 30.0  # evaluated in the roler ground-truth env (no quitting)
