@@ -10,7 +10,7 @@ import torch
 
 import recgym  # noqa: F401  (registers the env ids)
 from recgym.agents import build_config, make_agent, register_agent
-from recgym.envs.evaluate import evaluate
+from recgym.envs.evaluation import evaluate
 
 
 @dataclass

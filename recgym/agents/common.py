@@ -186,7 +186,7 @@ def load_checkpoint(path: str | os.PathLike[str], agent: str, config: Any = None
 
 def evaluate_agent(agent: Any, env: Any, n_episodes: int, seed: int) -> dict[str, float]:
     """Run ``agent`` greedily in the evaluation env via `recgym.envs.evaluate`; a flat dict of metrics."""
-    from recgym.envs.evaluate import evaluate
+    from recgym.envs.evaluation import evaluate
 
     was = getattr(agent, "training", None)
     if was is not None:

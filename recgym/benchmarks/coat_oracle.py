@@ -15,7 +15,7 @@ import argparse
 
 import torch
 
-from recgym.envs.evaluate import evaluate
+from recgym.envs.evaluation import evaluate
 from recgym.envs.rec import GroundTruthRecEnv
 
 

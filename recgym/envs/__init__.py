@@ -14,7 +14,7 @@ _LAZY: dict[str, str] = {
     "PRESETS": "recgym.envs.rec",
     "MODES": "recgym.envs.rec",
     "resolve_protocol": "recgym.envs.rec",
-    "evaluate": "recgym.envs.evaluate",
+    "evaluate": "recgym.envs.evaluation",
     "to_sb3": "recgym.envs.sb3",
     "ContinuousItemActionWrapper": "recgym.envs.sb3",
     "check_vector_env": "recgym.envs.checker",

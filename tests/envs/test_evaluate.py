@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recgym.envs.evaluate import evaluate
+from recgym.envs.evaluation import evaluate
 from recgym.envs.rec import GroundTruthRecEnv
 from tests.envs.helpers import toy_dataset
 
@@ -79,3 +79,13 @@ def test_bad_arguments():
         evaluate(42, env, 1)
     with pytest.raises(TypeError, match="RecEnv"):
         evaluate(lambda o, i: 0, object(), 1)
+
+
+def test_evaluate_export_is_the_function_even_after_submodule_import():
+    # a submodule named like the exported function used to shadow it once imported (regression)
+    import importlib
+
+    importlib.import_module("recgym.envs.evaluation")
+    from recgym.envs import evaluate as exported
+
+    assert callable(exported) and exported is evaluate
