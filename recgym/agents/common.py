@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -184,18 +185,25 @@ def load_checkpoint(path: str | os.PathLike[str], agent: str, config: Any = None
     return payload
 
 
-def evaluate_agent(agent: Any, env: Any, n_episodes: int, seed: int) -> dict[str, float]:
-    """Run ``agent`` greedily in the evaluation env via `recgym.envs.evaluate`; a flat dict of metrics."""
-    from recgym.envs.evaluation import evaluate
-
+@contextmanager
+def greedy_mode(agent: Any) -> Iterator[None]:
+    """Switch ``agent.training`` off (greedy actions) for the block, when the agent has that flag."""
     was = getattr(agent, "training", None)
     if was is not None:
         agent.training = False
     try:
-        result = evaluate(agent, env, n_episodes=n_episodes, seed=seed)
+        yield
     finally:
         if was is not None:
             agent.training = was
+
+
+def evaluate_agent(agent: Any, env: Any, n_episodes: int, seed: int) -> dict[str, float]:
+    """Run ``agent`` greedily in the evaluation env via `recgym.envs.evaluate`; a flat dict of metrics."""
+    from recgym.envs.evaluation import evaluate
+
+    with greedy_mode(agent):
+        result = evaluate(agent, env, n_episodes=n_episodes, seed=seed)
     metrics = result if isinstance(result, dict) else getattr(result, "metrics", None) or dataclasses.asdict(result)
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, np.floating, np.integer))}
 

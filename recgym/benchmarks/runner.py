@@ -730,16 +730,11 @@ def flatten_metrics(result: Any) -> dict[str, float]:
 
 def evaluate_policy(agent: Any, env: Any, n_episodes: int, seed: int) -> dict[str, float]:
     """Evaluate ``agent`` with `recgym.envs.evaluate` (greedy: ``agent.training`` off when it has one)."""
+    from recgym.agents.common import greedy_mode
     from recgym.envs import evaluate
 
-    was = getattr(agent, "training", None)
-    if was is not None:
-        agent.training = False
-    try:
+    with greedy_mode(agent):
         result = evaluate(agent, env, n_episodes=n_episodes, seed=seed)
-    finally:
-        if was is not None:
-            agent.training = was
     return flatten_metrics(result)
 
 
