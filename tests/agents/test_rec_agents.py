@@ -115,6 +115,30 @@ def test_a2c_deterministic_under_seed():
     assert not all(torch.equal(a, b) for a, b in zip(p1, p3, strict=True))
 
 
+class _RecordingLogger:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, float, int]] = []
+
+    def log_scalar(self, tag: str, value: float, step: int) -> None:
+        self.rows.append((tag, float(value), int(step)))
+
+
+@pytest.mark.parametrize("name", ["gt", "a2c"])
+def test_a2c_logged_losses_are_finite(name):
+    """Every update logs finite losses. Regression: the rollout kept references to the env's action mask,
+    which the env updates in place, so each stored step saw the end-of-rollout mask with its own action
+    masked out: log-prob -inf, a NaN policy/total loss on every update and no gradient on the taken action."""
+    e = small_env()
+    log = _RecordingLogger()
+    agent = make_agent(name, e, seed=0, num_envs=8, eval_every=0, **FAST)
+    agent.learn(e, 8 * 30 * 3, logger=log)
+    losses = [(tag, v) for tag, v, _ in log.rows if tag.startswith("loss/")]
+    assert {tag for tag, _ in losses} == {"loss/total", "loss/policy", "loss/value", "loss/entropy"}
+    assert len(losses) == 4 * 3  # one row per tag per update
+    assert all(np.isfinite(v) for _, v in losses), losses
+    assert all(v > 0 for tag, v in losses if tag == "loss/entropy")
+
+
 @pytest.mark.parametrize("name", ["cql", "exp_rsft"])
 def test_offline_deterministic_under_seed(name, env):
     def run(seed):
@@ -194,10 +218,10 @@ def test_custom_agent_example_runs(capsys, monkeypatch):
 def test_a2c_gt_learns_on_synthetic_short():
     """Shortened learning check on GroundTruthRec-Synthetic-v0 (optimal 129.8, random 75.2, popularity 95.0).
 
-    A2C trained on the ground truth for 120k env steps must reach 70% of the optimal R_cumu, clear the
-    random policy by a quarter of the random-to-optimal gap, and at least match the popularity ranking
-    (within 3). Beating popularity clearly is NOT reached at CPU budgets (A2C-gt plateaus at 94-98): see
-    the slow test and the issue report.
+    A2C-gt (preset defaults: user embedding, tied head, ent_coef 1.0) trained on the ground truth for 120k
+    env steps must reach 70% of the optimal R_cumu, clear the random policy by a quarter of the
+    random-to-optimal gap, and beat the popularity ranking (measured: ~100 vs 95.9; it reaches ~122, 94% of
+    optimal, at 600k steps: ``python -m recgym.benchmarks.a2c_synthetic --budget 600000 --seeds 0 1 2``).
     """
     from recgym.data.synthetic import optimal_return, random_return
 
@@ -213,7 +237,7 @@ def test_a2c_gt_learns_on_synthetic_short():
     popularity = pop.history[-1]["R_cumu"]
     assert a2c >= 0.7 * opt, (a2c, opt)
     assert a2c > rnd + 0.25 * (opt - rnd), (a2c, rnd, opt)
-    assert a2c > popularity - 3.0, (a2c, popularity)
+    assert a2c > popularity + 2.0, (a2c, popularity)
 
 
 @pytest.mark.slow
