@@ -60,9 +60,10 @@ def _actions(n: int, t: int, n_items: int) -> np.ndarray:
     return (17 * np.arange(n, dtype=np.int64) + 13 * t) % n_items
 
 
-def bench_batched(ds: LoggedDataset, n: int, steps: int, device: str, gt: torch.Tensor | None) -> tuple[float, Any]:
+def bench_batched(ds: LoggedDataset, n: int, steps: int, device: str, gt: torch.Tensor | None,
+                  copy_mask: bool = False) -> tuple[float, Any]:
     env = GroundTruthRecEnv(ds, num_envs=n, device=device, ground_truth_tensor=gt, reward_range=(0.0, 1.0),
-                            **PROTOCOL)
+                            copy_mask=copy_mask, **PROTOCOL)
     acts = [torch.as_tensor(_actions(n, t, ds.n_items), device=env.device) for t in range(steps + 3)]
     env.reset(seed=0)
     for t in range(3):  # warm-up
@@ -173,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--min-slow-steps", type=int, default=2)
     p.add_argument("--sync-max-envs", type=int, default=16384, help="largest N for SyncVectorEnv (memory/time)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--copy-mask", action="store_true",
+                   help="measure the env's default copy_mask=True (masks stay valid); default: the live buffer")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.num_envs.split(",") if s]
@@ -192,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = []
         last_env = None
         for n in sizes:
-            rate_b, env = bench_batched(ds, n, args.steps, dev, gt)
+            rate_b, env = bench_batched(ds, n, args.steps, dev, gt, copy_mask=args.copy_mask)
             slow_steps = max(args.min_slow_steps, args.slow_env_steps // n)
             rate_s = bench_sync(ds, n, slow_steps, gt_cpu) if (dev == "cpu" and n <= args.sync_max_envs) else None
             rate_l = bench_loop(ds, n, slow_steps)
@@ -201,7 +204,8 @@ def main(argv: list[str] | None = None) -> None:
                 last_env = env
             else:
                 del env
-        print(f"\nenv steps per second, device={dev} (sync/loop run on cpu)")
+        mask_mode = "copy_mask=True (env default)" if args.copy_mask else "copy_mask=False (live mask buffer)"
+        print(f"\nenv steps per second, device={dev}, batched env with {mask_mode} (sync/loop run on cpu)")
         hdr = f"{'num_envs':>9} | {'batched':>12} | {'SyncVectorEnv':>13} | {'python loop':>11} | {'x sync':>8} | {'x loop':>8}"
         print(hdr)
         print("-" * len(hdr))

@@ -34,10 +34,11 @@ EasyRL4Rec (REFERENCE.md §1):
 Observation (batched): dict of tensors ``user`` int64 [B], ``step`` int64 [B] (steps taken in the episode),
 ``items`` int64 [B, W] (last W recommended item ids, most recent last, -1 padded), ``rewards`` float32 [B, W]
 (their rewards, 0 padded); W = ``history_len`` (default 10). ``info["action_mask"]``: bool [B, n_items],
-True = allowed (all True in FB; then a broadcast view, no memory). In NX modes the mask is, by default, the
-env's live buffer, updated in place by the next ``step``/``reset`` (copying a [B, n_items] mask every step
-costs as much as the rest of the step at 1,024 envs): use it before stepping again, or ``.clone()`` it to
-keep it. ``copy_mask=True`` makes the env copy before writing, so every returned mask stays valid.
+True = allowed (all True in FB; then a broadcast view, no memory). By default (``copy_mask=True``) a returned
+mask is never written again: the env copies its buffer before the next write, so agents may store masks in
+rollouts. ``copy_mask=False`` hands out the live buffer, updated in place by the next ``step``/``reset``; it
+saves the copy (as costly as the rest of a step at 1,024 envs) but a stored mask then silently changes (this
+once gave A2C -inf log-probs for its own actions): use it only when masks are consumed before the next step.
 Observation tensors are never written after being returned.
 """
 
@@ -273,7 +274,7 @@ class RecEnv(BatchedEnv):
         item_distances: torch.Tensor | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         validate_actions: bool = True,
-        copy_mask: bool = False,
+        copy_mask: bool = True,
     ) -> None:
         if not isinstance(dataset, LoggedDataset):
             raise TypeError(f"dataset must be a LoggedDataset, got {type(dataset).__name__}")
