@@ -31,7 +31,7 @@ def _parse_kv(pairs: list[str], what: str) -> dict:
 @app.command("bench")
 def bench(
     suite: str = typer.Option(None, "--suite", "-s",
-                              help="shipped suite name (quick, interactive, dac4rec, refit) or a TOML file"),
+                              help="shipped suite name (quick, interactive, interactive_small, dac4rec, refit, throughput) or a TOML file"),
     env: list[str] = typer.Option(None, "--env", help="env id (repeatable), e.g. GroundTruthRec-Synthetic-v0"),
     agent: list[str] = typer.Option(None, "--agent", help="registered agent name (repeatable)"),
     seeds: int = typer.Option(3, "--seeds", help="number of seeds (0..N-1) when using flags"),
