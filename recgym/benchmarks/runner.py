@@ -4,7 +4,7 @@ Each run writes, under ``<root>/<suite>/<env>/<agent>/seed<k>/``:
 
 - ``config.json``   the resolved run spec (env ids and kwargs incl. preset, agent config, seed, budgets, versions);
 - ``metrics.jsonl`` one JSON object per line ``{"tag", "value", "step", "time"}`` (append + flush + fsync per
-  line; `read_metrics` ignores a torn last line), agents' own scalars and ``eval/<metric>`` after each chunk;
+  line; `read_metrics` ignores a torn last line), agents' own scalars and ``eval/<metric>`` at each evaluation;
 - ``tb/``           TensorBoard events of the same scalars;
 - ``checkpoint``    the agent's final `save` (written to a temp name, then `os.replace`);
 - ``result.json``   final and curve-average evaluation metrics;
@@ -14,9 +14,11 @@ A run that raises writes ``error.txt`` (the traceback) and the grid goes on; it 
 A ``.lock`` file (pid + host, created with O_EXCL) keeps two processes from writing the same folder; a lock
 left by a dead process on this host is taken over.
 
-Training is chunked: ``agent.learn(env, eval_every, logger)`` is called until ``train_budget`` env steps are
-spent, and the agent is evaluated on the evaluation env after every chunk (so agents' ``learn`` must continue
-from their current state when called again). Curve average = mean over those evaluations; final = the last one.
+Training is one call, ``agent.learn(env, train_budget, logger[, eval_env=...])``; agents evaluate themselves
+every ``eval_every`` (their config field, set from the suite) and keep the curve in ``agent.history``. An agent
+without a history is evaluated once at the end with `recgym.envs.evaluate`. Curve average = mean over the
+history's evaluations; final = the last one. ``train_budget`` is in the agent's own unit (env steps for A2C and
+the bandits, gradient steps for offline agents, iterations for the denoise agents).
 """
 
 from __future__ import annotations
