@@ -13,23 +13,13 @@ from typing import Any
 
 import typer
 
+from recgym.benchmarks.cli_common import parse_json_config
+
 app = typer.Typer(help="Pre-train diffusion recommenders (cached) and compare them with baselines.",
                   no_args_is_help=True)
 
 _COLS = [("valid", "Recall@10"), ("valid", "Recall@20"), ("valid", "NDCG@10"), ("valid", "NDCG@20"),
          ("test", "Recall@10"), ("test", "Recall@20"), ("test", "NDCG@10"), ("test", "NDCG@20")]
-
-
-def _config(text: str | None) -> dict[str, Any]:
-    if not text:
-        return {}
-    try:
-        cfg = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise typer.BadParameter(f"--config must be a JSON object, e.g. '{{\"max_epochs\": 50}}' ({err})") from err
-    if not isinstance(cfg, dict):
-        raise typer.BadParameter("--config must be a JSON object")
-    return cfg
 
 
 @app.command("diffrec")
@@ -56,7 +46,7 @@ def diffrec(
     console = Console(width=max(Console().width, 120))
     ds = load_dataset(data, data_dir=data_dir)
     try:
-        cfg = dr.DiffRecConfig.from_dict({**dr.default_config(ds.name).to_dict(), **_config(config)})
+        cfg = dr.DiffRecConfig.from_dict({**dr.default_config(ds.name).to_dict(), **parse_json_config(config, '{"max_epochs": 50}')})
     except (TypeError, ValueError) as err:
         raise typer.BadParameter(str(err)) from err
     _, metrics = dr.pretrain(data, cfg, device, progress=True, data_dir=data_dir, force=force)

@@ -5,25 +5,12 @@ Heavy modules (torch, loaders) are imported inside the commands so `recgym --hel
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import typer
+
+from recgym.benchmarks.cli_common import parse_json_config
 
 app = typer.Typer(help="World models: fit / load from cache, report quality on the unbiased test data.",
                   no_args_is_help=True)
-
-
-def _config(text: str | None) -> dict[str, Any] | None:
-    if not text:
-        return None
-    try:
-        cfg = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise typer.BadParameter(f"--config must be a JSON object, e.g. '{{\"epochs\": 3}}' ({err})") from err
-    if not isinstance(cfg, dict):
-        raise typer.BadParameter("--config must be a JSON object")
-    return cfg
 
 
 @app.command("fit")
@@ -42,8 +29,8 @@ def fit(
     from recgym.worldmodels.report import format_table, quality
 
     ds = load_dataset(data, data_dir=data_dir)
-    cfg = _config(config)
-    if cfg is None:
+    cfg = parse_json_config(config, '{"epochs": 3}')
+    if not cfg:
         cfg = default_config(kind, ds.name)
     model = fit_or_load(kind, ds, cfg, device=device, seed=seed, refit=refit)
     row = quality(model, ds)
