@@ -8,6 +8,11 @@ fresh (not read from the cache) so the fit times are real; ``--cache`` uses `fit
 (`recgym.worldmodels.DATASET_DEFAULTS`); the table says which config ran. On Synthetic the script also prints the diffusion world
 model's uncertainty on logged pairs, unlogged pairs and unlogged pairs of rarely-logged items (R3S's claim:
 uncertainty grows away from the logged data) and its correlation with the true absolute error over all pairs.
+
+``--greedy`` adds, per model, the ground-truth R_cumu of serving each evaluation user the top 30 items of the
+model's mean (and of ``mean - 1 * uncertainty``) without repeats, next to the popularity ranking and the
+optimum: what a policy that exploits the world model perfectly would reach (NX_0, nobody quits). ``--set
+diffusion.unobserved_weight=0`` overrides one config field of one kind (repeatable).
 """
 
 from __future__ import annotations
@@ -41,6 +46,48 @@ def synthetic_uncertainty(model: Any, dataset: Any) -> dict[str, float]:
     }
 
 
+def greedy_returns(model: Any, dataset: Any, k: int = 30) -> dict[str, float]:
+    """Ground-truth return of the top-``k`` items by the model's mean (and mean - uncertainty), per user."""
+    import numpy as np
+
+    gt = np.asarray(dataset.ground_truth, dtype=np.float64)
+    mean, unc = (x.detach().cpu().numpy()[: gt.shape[0]] for x in model.predict())
+
+    def ret(score: Any) -> float:
+        idx = np.argsort(-score, axis=1, kind="stable")[:, :k]
+        return float(np.take_along_axis(gt, idx, 1).sum(1).mean())
+
+    return {"greedy_mean": ret(mean), "greedy_mean_minus_unc": ret(mean - unc)}
+
+
+def reference_returns(dataset: Any, k: int = 30) -> dict[str, float]:
+    """Optimal, popularity (most-logged items, same list for everyone) and random returns, NX_0 with no quitting."""
+    import numpy as np
+
+    gt = np.asarray(dataset.ground_truth, dtype=np.float64)
+    counts = np.bincount(dataset.train["item"].to_numpy(), minlength=dataset.n_items)
+    top = np.argsort(-counts, kind="stable")[:k]
+    return {"optimal": float(-np.sort(-gt, axis=1)[:, :k].sum(1).mean()), "popularity": float(gt[:, top].sum(1).mean()),
+            "random": float(min(k, gt.shape[1]) * gt.mean())}
+
+
+def _parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
+    import ast
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        kind, dot, field = key.partition(".")
+        if not sep or not dot or not field:
+            raise ValueError(f"--set expects KIND.FIELD=VALUE (e.g. diffusion.unobserved_weight=0), got {item!r}")
+        try:
+            value: Any = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        out.setdefault(kind, {})[field] = value
+    return out
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     from recgym.data import load_dataset
     from recgym.worldmodels import default_config, fit_or_load, world_model_class
@@ -54,7 +101,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", action="store_true", help="use fit_or_load (cached) instead of fresh fits")
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    ap.add_argument("--greedy", action="store_true", help="also print the greedy top-30 ground-truth returns")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KIND.FIELD=VALUE")
     args = ap.parse_args(argv)
+    sets = _parse_sets(args.sets)
     torch.set_num_threads(args.threads)
     rows: list[dict[str, Any]] = []
     extra: dict[str, Any] = {}
@@ -62,8 +112,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         ds = load_dataset(data)
         print(f"[{data}] loaded in {time.perf_counter() - t0:.1f}s: {ds.summary()}", flush=True)
+        if args.greedy:
+            refs = {k: round(v, 2) for k, v in reference_returns(ds).items()}
+            extra[f"{data}_reference_returns"] = refs
+            print(f"[{data}] reference returns (top 30, NX_0, no quitting): {refs}", flush=True)
         for kind in [k.strip() for k in args.kinds.split(",") if k.strip()]:
             cfg = default_config(kind, ds.name)
+            if kind in sets:
+                cfg = {**(cfg or {}), **sets[kind]}
             t0 = time.perf_counter()
             if args.cache:
                 model = fit_or_load(kind, ds, cfg, device=args.device, seed=args.seed)
@@ -72,6 +128,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             secs = time.perf_counter() - t0
             q = quality(model, ds)
             q.update(data=data, kind=kind, fit_s=secs, config=cfg or "default")
+            if args.greedy:
+                q.update({k: round(v, 2) for k, v in greedy_returns(model, ds).items()})
+                print(f"[{data}] {kind} greedy: greedy_mean {q['greedy_mean']}, "
+                      f"greedy_mean_minus_unc {q['greedy_mean_minus_unc']}", flush=True)
             rows.append(q)
             print(format_table([q]).splitlines()[-1], f" config={cfg or 'default'}", flush=True)
             if data == "synthetic" and kind == "diffusion":

@@ -14,7 +14,13 @@ that let the model copy context values and, for entries outside the context, tru
 Training (DiffRec forward process, linear-var schedule): ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps``;
 the context is the observed entries with a random ``ctx_drop`` share hidden (so the model must predict
 logged rewards it cannot see, the world-model task); loss = weighted MSE of ``x0_hat`` against ``x0`` with
-weight 1 on logged entries and ``unobserved_weight`` on unlogged ones.
+weight 1 on logged entries and ``unobserved_weight`` (default 0.1) on unlogged ones. DiffRec's loss covers every
+entry of the vector (unlogged ones are zeros with weight 1) and DORL labels sampled negatives 0; a small weight
+keeps that exposure signal without letting the zeros swamp the ratings. With weight 0 the model learns only
+from the (self-selected, upward-biased) logged ratings: greedy top-30 by its mean scored 99.9 R_cumu on
+GroundTruthRec-Synthetic-v0 (popularity 95.7, optimal 129.8) and 57.1 on Yahoo (popularity 73.6); with 0.1,
+115.8 and 66.1 (Coat: 73.4 -> 72.2, popularity 71.5). Reproduce: ``python -m
+recgym.benchmarks.worldmodel_quality --greedy``.
 
 Uncertainty (R3S §3.1). ``n_samples`` (S) reverse chains per user start from the user's noised history
 ``x_{t0} = sqrt(abar_t0) x0 + sqrt(1 - abar_t0) eps`` (``t0 = sample_steps``) and run stochastic posterior
@@ -58,7 +64,7 @@ class DiffusionConfig:
     lr: float = 3e-3
     weight_decay: float = 0.0
     ctx_drop: float = 0.5
-    unobserved_weight: float = 0.0
+    unobserved_weight: float = 0.1
     sample_ctx_drop: float = 0.0
     predict_chunk_elems: int = 1 << 23
 
