@@ -135,6 +135,15 @@ def test_presets_record_their_values() -> None:
     r3 = resolve_shaping("r3s", "coat")
     assert (r3["world_model"], r3["alpha"], r3["beta"]) == ("diffusion", 0.5, 1.0)
     assert resolve_shaping("roler", "coat")["world_model"] == "knn"
+    # published per-dataset values: DORL paper (KuaiRec/KuaiRand), ROLeR code (Coat/Yahoo; MOPO apart)
+    assert (resolve_shaping("dorl", "coat")["lambda_u"], resolve_shaping("dorl", "coat")["lambda_ent"]) == (0.005, 1.0)
+    assert resolve_shaping("mopo", "coat")["lambda_u"] == 0.02
+    assert (resolve_shaping("dorl", "yahoo")["lambda_u"], resolve_shaping("mopo", "yahoo")["lambda_u"]) == (0.01, 0.01)
+    assert resolve_shaping("mopo", "kuairec")["lambda_u"] == 0.05
+    # no published value: Yahoo's, and the source says so; r3s and roler take the dataset's lambda_ent
+    syn = resolve_shaping("r3s", "synthetic")
+    assert (syn["lambda_ent"], syn["lambda_int"]) == (1.0, 1.0) and "no published value" in syn["source"]
+    assert resolve_shaping("roler", "kuairec")["lambda_ent"] == 5.0
 
 
 SMALL = {"dataset_kwargs": {"n_users": 40, "n_items": 60, "seed": 0}, "progress": False,
@@ -193,7 +202,7 @@ def test_coat_dorl_env_uses_features_and_real_quit_rule() -> None:
     assert tuple(wm.user_feats.shape) == (290, 14) and tuple(wm.item_feats.shape) == (300, 33)
     kw = venv.effective_kwargs()
     assert (kw["protocol"], kw["num_leave_compute"], kw["leave_threshold"]) == ("dorl", 3, 10.0)
-    assert (kw["lambda_u"], kw["lambda_ent"]) == (0.05, 5.0)
+    assert (kw["lambda_u"], kw["lambda_ent"]) == (0.005, 1.0)  # ROLeR code's Coat DORL values
     obs, info = venv.reset(seed=0)
     lengths = torch.zeros(4)
     done_any = torch.zeros(4, dtype=torch.bool)
