@@ -83,6 +83,25 @@ def test_preset_training_env_and_fixed_fields(env):
         make_agent("r3s", env, env_preset="mbpo")
 
 
+def test_a2c_presets_default_to_ranking_settings_and_accept_overrides(env):
+    for name in ("gt", "r3s", "dorl", "mopo", "mbpo", "roler"):
+        cfg = make_agent(name, env, **FAST).cfg
+        assert (cfg.user_dim, cfg.head, cfg.ent_coef) == (32, "tied", 1.0), name
+    plain = make_agent("a2c", env, **FAST).cfg
+    assert (plain.user_dim, plain.head, plain.ent_coef) == (0, "mlp", 0.01)  # DORL's settings
+    assert make_agent("r3s", env, ent_coef=0.05, **FAST).cfg.ent_coef == 0.05
+
+
+def test_env_kwargs_reach_the_interactive_training_env(env):
+    agent = make_agent("mopo", env, num_envs=4, n_steps=2, eval_every=0, env_kwargs={"lambda_u": 0.7}, **FAST)
+    train, _ = agent._envs(env, None)
+    assert train.shaping["lambda_u"] == 0.7 and train.shaping["preset"] == "mopo"
+    with pytest.raises(ValueError, match="env_kwargs applies to train_env='interactive' only"):
+        make_agent("gt", env, env_kwargs={"lambda_u": 0.7})
+    with pytest.raises(ValueError, match="env_kwargs must be a dict"):
+        make_agent("r3s", env, env_kwargs="lambda_u=1")
+
+
 def test_discrete_agent_on_box_action_space_fails_naming_the_space():
     from recgym.envs.sb3 import ContinuousItemActionWrapper
 
@@ -238,6 +257,28 @@ def test_a2c_gt_learns_on_synthetic_short():
     assert a2c >= 0.7 * opt, (a2c, opt)
     assert a2c > rnd + 0.25 * (opt - rnd), (a2c, rnd, opt)
     assert a2c > popularity + 2.0, (a2c, popularity)
+
+
+def test_r3s_learns_in_the_world_model_on_synthetic_short():
+    """Shortened r3s check: trained only in InteractiveRec-Synthetic-v0 (diffusion world model fitted on the logs,
+    decaying entropy penalties), evaluated in the ground truth; must beat random by a quarter of the
+    random-to-optimal gap and beat the popularity ranking (full check: the slow test below; 600k steps give
+    105.5 +- 3.0 over seeds 0-2, ``python -m recgym.benchmarks.a2c_synthetic --agent r3s --budget 600000
+    --seeds 0 1 2``).
+    """
+    from recgym.data.synthetic import optimal_return, random_return
+
+    torch.set_num_threads(1)
+    e = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=100, preset="roler")
+    gt = e.unwrapped.dataset.ground_truth
+    opt, rnd = optimal_return(gt, 30).mean, random_return(gt, 30).mean
+    agent = make_agent("r3s", e, seed=0, eval_every=0, eval_episodes=300, progress=False)
+    agent.learn(e, int(os.environ.get("RECGYM_TEST_R3S_BUDGET", 300_000)))
+    r3s = agent.history[-1]["R_cumu"]
+    pop = make_agent("popularity", e, eval_episodes=300, progress=False)
+    pop.learn(e)
+    assert r3s > rnd + 0.25 * (opt - rnd), (r3s, rnd, opt)
+    assert r3s > pop.history[-1]["R_cumu"], (r3s, pop.history[-1]["R_cumu"])
 
 
 @pytest.mark.slow
