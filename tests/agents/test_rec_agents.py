@@ -262,9 +262,10 @@ def test_a2c_gt_learns_on_synthetic_short():
 def test_r3s_learns_in_the_world_model_on_synthetic_short():
     """Shortened r3s check: trained only in InteractiveRec-Synthetic-v0 (diffusion world model fitted on the logs,
     decaying entropy penalties), evaluated in the ground truth; must beat random by a quarter of the
-    random-to-optimal gap and beat the popularity ranking (full check: the slow test below; 600k steps give
-    105.5 +- 3.0 over seeds 0-2, ``python -m recgym.benchmarks.a2c_synthetic --agent r3s --budget 600000
-    --seeds 0 1 2``).
+    random-to-optimal gap and beat the popularity ranking by 2 (seed 0 measured 101.2 against 95.3 at 600k
+    steps; 95.6 at 300k and 95.5 at 450k, too close to call; seeds 0-2 give 105.5 +- 3.0 at 600k, ``python -m
+    recgym.benchmarks.a2c_synthetic --agent r3s --budget 600000 --seeds 0 1 2``). The full check with a longer
+    budget is the slow test below.
     """
     from recgym.data.synthetic import optimal_return, random_return
 
@@ -273,24 +274,25 @@ def test_r3s_learns_in_the_world_model_on_synthetic_short():
     gt = e.unwrapped.dataset.ground_truth
     opt, rnd = optimal_return(gt, 30).mean, random_return(gt, 30).mean
     agent = make_agent("r3s", e, seed=0, eval_every=0, eval_episodes=300, progress=False)
-    agent.learn(e, int(os.environ.get("RECGYM_TEST_R3S_BUDGET", 300_000)))
+    agent.learn(e, int(os.environ.get("RECGYM_TEST_R3S_BUDGET", 600_000)))
     r3s = agent.history[-1]["R_cumu"]
     pop = make_agent("popularity", e, eval_episodes=300, progress=False)
     pop.learn(e)
     assert r3s > rnd + 0.25 * (opt - rnd), (r3s, rnd, opt)
-    assert r3s > pop.history[-1]["R_cumu"], (r3s, pop.history[-1]["R_cumu"])
+    assert r3s > pop.history[-1]["R_cumu"] + 2.0, (r3s, pop.history[-1]["R_cumu"])
 
 
 @pytest.mark.slow
 def test_a2c_gt_and_r3s_full_synthetic_check():
     """The issue's full check: A2C-gt >= 90% of the optimal R_cumu; r3s beats random and popularity clearly.
 
-    Budgets: RECGYM_SLOW_A2C_BUDGET env steps (default 3,000,000) for each A2C run.
+    Budgets: RECGYM_SLOW_A2C_BUDGET env steps (default 600,000, the budget of the measured numbers) for each A2C
+    run; seed 0, 500 evaluation episodes (as ``python -m recgym.benchmarks.a2c_synthetic``).
     """
     from recgym.data.synthetic import optimal_return
 
     torch.set_num_threads(1)
-    budget = int(os.environ.get("RECGYM_SLOW_A2C_BUDGET", 3_000_000))
+    budget = int(os.environ.get("RECGYM_SLOW_A2C_BUDGET", 600_000))
     e = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=100, preset="roler")
     opt = optimal_return(e.unwrapped.dataset.ground_truth, 30).mean
     res = {}
