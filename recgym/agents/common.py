@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from tqdm.auto import tqdm
+
+from recgym.data.cache import atomic_write
 
 
 @dataclass
@@ -158,18 +159,8 @@ def progress(total: int, desc: str, enabled: bool) -> tqdm:
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
     """Atomic ``torch.save`` (temp file + ``os.replace``); config dataclasses are stored as dicts."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     payload = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in payload.items()}
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".pt")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(path: str | os.PathLike[str], agent: str, config: Any = None) -> dict[str, Any]:

@@ -21,13 +21,14 @@ SB3 runs its own (numpy) loop: these agents do host round-trips by design, unlik
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from recgym.data.cache import atomic_write
 
 
 @dataclass
@@ -159,17 +160,7 @@ class DenoiseSB3Agent:
 
     def save(self, path: str) -> None:
         """SB3 zip, written atomically."""
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".zip")
-        os.close(fd)
-        try:
-            self.model.save(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_write(path, self.model.save)
 
     def load(self, path: str) -> None:
         from stable_baselines3 import SAC, TD3

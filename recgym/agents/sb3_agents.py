@@ -23,7 +23,6 @@ callback), logged as ``eval/<metric>``; SB3's own TensorBoard logging goes to ``
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +41,7 @@ from recgym.agents.common import (
     require_dataset,
     to_device_obs,
 )
+from recgym.data.cache import atomic_write
 
 TRAIN_ENVS = ("given", "gt", "interactive")
 
@@ -178,17 +178,7 @@ class SB3Agent:
 
     # -- persistence -----------------------------------------------------------------------------------
     def save(self, path: str) -> None:
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".zip")
-        os.close(fd)
-        try:
-            self.model.save(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_write(path, self.model.save)
 
     def load(self, path: str) -> None:
         from stable_baselines3 import PPO, SAC, TD3

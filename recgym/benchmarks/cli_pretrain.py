@@ -7,13 +7,12 @@ All three are scored with the DiffRec protocol (Recall / NDCG @10 / @20 on valid
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from typing import Any
 
 import typer
 
 from recgym.benchmarks.cli_common import parse_json_config
+from recgym.data.cache import atomic_write_bytes
 
 app = typer.Typer(help="Pre-train diffusion recommenders (cached) and compare them with baselines.",
                   no_args_is_help=True)
@@ -69,8 +68,4 @@ def diffrec(
     if json_out:
         payload = {"dataset": ds.name, "config": cfg.to_dict(),
                    "rows": {k: {kk: vv for kk, vv in v.items() if kk != "grid"} for k, v in rows.items()}}
-        d = os.path.dirname(os.path.abspath(json_out))
-        fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1, default=str)
-        os.replace(tmp, json_out)
+        atomic_write_bytes(json_out, json.dumps(payload, indent=1, default=str).encode())

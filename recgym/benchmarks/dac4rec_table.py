@@ -19,11 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
 import statistics
-import tempfile
 import time
 from typing import Any
+
+from recgym.data.cache import atomic_write_bytes
 
 METHODS: dict[str, str] = {  # row label -> registered agent
     "DAC4Rec": "dac4rec",
@@ -94,12 +94,7 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def _write_json(path: str, payload: Any) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, json.dumps(payload, indent=1).encode())
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

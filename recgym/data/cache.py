@@ -124,13 +124,18 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and `os.replace`."""
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], None]) -> None:
+    """Create ``path`` by calling ``write(f)`` on a binary temp file in the same folder, then `os.replace`.
+
+    The folder is created if needed; on any error the temp file is removed and ``path`` is left as it was, so a
+    reader never sees a half-written file. The one atomic writer of the package (caches, checkpoints, reports).
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _umask_mode())
@@ -139,6 +144,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (`atomic_write`)."""
+    atomic_write(path, lambda f: f.write(data))
 
 
 def _memo_path() -> Path:
@@ -233,11 +243,11 @@ def save_parsed(ds: LoggedDataset, stem: Path) -> None:
     big = {k: a for k, a in arrays.items() if a.nbytes >= BIG_ARRAY_BYTES}
     small = {k: a for k, a in arrays.items() if k not in big}
     npz = stem.with_suffix(".npz")
-    _atomic_save(npz, lambda f: np.savez(f, **small))
+    atomic_write(npz, lambda f: np.savez(f, **small))
     big_info: dict[str, dict[str, Any]] = {}
     for k, a in big.items():
         path = _big_path(stem, k)
-        _atomic_save(path, lambda f, a=a: np.save(f, a, allow_pickle=False))
+        atomic_write(path, lambda f, a=a: np.save(f, a, allow_pickle=False))
         big_info[k] = {"size": path.stat().st_size, "crc32": zlib.crc32(memoryview(a).cast("B"))}
     header = {
         "format": CACHE_FORMAT,
@@ -262,21 +272,6 @@ BIG_ARRAY_BYTES = 32 << 20  # arrays this large get their own .npy (fast read, c
 
 def _big_path(stem: Path, key: str) -> Path:
     return stem.parent / f"{stem.name}.{key}.npy"
-
-
-def _atomic_save(path: Path, write: Callable[[Any], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class CorruptCacheError(Exception):

@@ -13,8 +13,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,6 +20,7 @@ import torch
 from torch import nn
 
 from recgym.data.base import LoggedDataset
+from recgym.data.cache import atomic_write
 
 FORMAT_VERSION = 1
 
@@ -63,17 +62,7 @@ def config_hash(config: Any) -> str:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     """`torch.save` to a temp file in the same folder, then `os.replace` (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def build_world_config(cls: type, config: Any = None, **overrides: Any) -> Any:

@@ -28,7 +28,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -41,6 +40,7 @@ import torch
 from torch import nn
 
 from recgym.data.base import LoggedDataset
+from recgym.worldmodels.base import atomic_torch_save
 
 CHECKPOINT_FORMAT = "recgym.diffrec/1"
 
@@ -462,7 +462,7 @@ class DiffRec:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the checkpoint atomically (temp file + ``os.replace``)."""
-        _atomic_torch_save(self.checkpoint(), Path(path))
+        atomic_torch_save(self.checkpoint(), path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu",
@@ -487,19 +487,6 @@ class DiffRec:
         model.denoiser.load_state_dict(ckpt["state_dict"])
         model.denoiser.eval()
         return model
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # ----------------------------------------------------------------------------------------------- evaluation

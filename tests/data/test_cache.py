@@ -230,3 +230,22 @@ def test_load_time_benchmark_uses_a_temporary_cache(cache_root: Path) -> None:
     missing = measure("kuairec", str(cache_root / "nothing-here"))
     table = format_table([row, missing])
     assert "coat" in table and "not available: kuairec: missing file 'small_matrix.csv'" in table
+
+
+def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    from recgym.data.cache import atomic_write, atomic_write_bytes
+
+    target = tmp_path / "sub" / "out.bin"
+    atomic_write_bytes(target, b"old")  # creates the folder
+    assert target.read_bytes() == b"old"
+
+    def broken(f):
+        f.write(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(target, broken)
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["out.bin"]  # no temp file left behind
+    atomic_write(target, lambda f: f.write(b"new"))
+    assert target.read_bytes() == b"new"
