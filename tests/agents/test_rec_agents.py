@@ -234,13 +234,24 @@ def test_custom_agent_example_runs(capsys, monkeypatch):
     assert rows["most_logged_for_user"] > rows["random"]
 
 
-def test_a2c_gt_learns_on_synthetic_short():
-    """Shortened learning check on GroundTruthRec-Synthetic-v0 (optimal 129.8, random 75.2, popularity 95.0).
+# (agent, budget env var, default budget, minimum fraction of the optimal R_cumu or None)
+SHORT_CHECKS = [
+    # A2C-gt (preset defaults: user embedding, tied head, ent_coef 1.0) trained on the ground truth: measured ~100
+    # at 120k steps (popularity 95.9); ~122, 94% of optimal, at 600k (``python -m
+    # recgym.benchmarks.a2c_synthetic --budget 600000 --seeds 0 1 2``).
+    ("gt", "RECGYM_TEST_A2C_BUDGET", 120_000, 0.7),
+    # r3s, trained only in InteractiveRec-Synthetic-v0 (diffusion world model fitted on the logs, decaying entropy
+    # penalties): seed 0 measured 101.2 against 95.3 at 600k steps; 95.6 at 300k and 95.5 at 450k, too close to
+    # call; seeds 0-2 give 105.5 +- 3.0 at 600k (``... --agent r3s --budget 600000 --seeds 0 1 2``).
+    ("r3s", "RECGYM_TEST_R3S_BUDGET", 600_000, None),
+]
 
-    A2C-gt (preset defaults: user embedding, tied head, ent_coef 1.0) trained on the ground truth for 120k
-    env steps must reach 70% of the optimal R_cumu, clear the random policy by a quarter of the
-    random-to-optimal gap, and beat the popularity ranking (measured: ~100 vs 95.9; it reaches ~122, 94% of
-    optimal, at 600k steps: ``python -m recgym.benchmarks.a2c_synthetic --budget 600000 --seeds 0 1 2``).
+
+@pytest.mark.parametrize(("name", "budget_var", "budget", "min_opt_frac"), SHORT_CHECKS, ids=[c[0] for c in SHORT_CHECKS])
+def test_a2c_preset_learns_on_synthetic_short(name, budget_var, budget, min_opt_frac):
+    """Shortened issue check on GroundTruthRec-Synthetic-v0 (optimal 129.8, random 75.2, popularity 95.3 at 300
+    episodes): the agent must clear random by a quarter of the random-to-optimal gap and beat popularity by 2
+    (gt also: reach 70% of the optimum). The full check with longer budgets is the slow test below.
     """
     from recgym.data.synthetic import optimal_return, random_return
 
@@ -248,38 +259,16 @@ def test_a2c_gt_learns_on_synthetic_short():
     e = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=100, preset="roler")
     gt = e.unwrapped.dataset.ground_truth
     opt, rnd = optimal_return(gt, 30).mean, random_return(gt, 30).mean
-    agent = make_agent("gt", e, seed=0, eval_every=0, eval_episodes=300, progress=False)
-    agent.learn(e, int(os.environ.get("RECGYM_TEST_A2C_BUDGET", 120_000)))
-    a2c = agent.history[-1]["R_cumu"]
+    agent = make_agent(name, e, seed=0, eval_every=0, eval_episodes=300, progress=False)
+    agent.learn(e, int(os.environ.get(budget_var, budget)))
+    ret = agent.history[-1]["R_cumu"]
     pop = make_agent("popularity", e, eval_episodes=300, progress=False)
     pop.learn(e)
     popularity = pop.history[-1]["R_cumu"]
-    assert a2c >= 0.7 * opt, (a2c, opt)
-    assert a2c > rnd + 0.25 * (opt - rnd), (a2c, rnd, opt)
-    assert a2c > popularity + 2.0, (a2c, popularity)
-
-
-def test_r3s_learns_in_the_world_model_on_synthetic_short():
-    """Shortened r3s check: trained only in InteractiveRec-Synthetic-v0 (diffusion world model fitted on the logs,
-    decaying entropy penalties), evaluated in the ground truth; must beat random by a quarter of the
-    random-to-optimal gap and beat the popularity ranking by 2 (seed 0 measured 101.2 against 95.3 at 600k
-    steps; 95.6 at 300k and 95.5 at 450k, too close to call; seeds 0-2 give 105.5 +- 3.0 at 600k, ``python -m
-    recgym.benchmarks.a2c_synthetic --agent r3s --budget 600000 --seeds 0 1 2``). The full check with a longer
-    budget is the slow test below.
-    """
-    from recgym.data.synthetic import optimal_return, random_return
-
-    torch.set_num_threads(1)
-    e = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=100, preset="roler")
-    gt = e.unwrapped.dataset.ground_truth
-    opt, rnd = optimal_return(gt, 30).mean, random_return(gt, 30).mean
-    agent = make_agent("r3s", e, seed=0, eval_every=0, eval_episodes=300, progress=False)
-    agent.learn(e, int(os.environ.get("RECGYM_TEST_R3S_BUDGET", 600_000)))
-    r3s = agent.history[-1]["R_cumu"]
-    pop = make_agent("popularity", e, eval_episodes=300, progress=False)
-    pop.learn(e)
-    assert r3s > rnd + 0.25 * (opt - rnd), (r3s, rnd, opt)
-    assert r3s > pop.history[-1]["R_cumu"] + 2.0, (r3s, pop.history[-1]["R_cumu"])
+    if min_opt_frac is not None:
+        assert ret >= min_opt_frac * opt, (ret, opt)
+    assert ret > rnd + 0.25 * (opt - rnd), (ret, rnd, opt)
+    assert ret > popularity + 2.0, (ret, popularity)
 
 
 @pytest.mark.slow
