@@ -64,11 +64,13 @@ def reference_returns(dataset: Any, k: int = 30) -> dict[str, float]:
     """Optimal, popularity (most-logged items, same list for everyone) and random returns, NX_0 with no quitting."""
     import numpy as np
 
+    from recgym.data.synthetic import optimal_return, random_return
+
     gt = np.asarray(dataset.ground_truth, dtype=np.float64)
     counts = np.bincount(dataset.train["item"].to_numpy(), minlength=dataset.n_items)
     top = np.argsort(-counts, kind="stable")[:k]
-    return {"optimal": float(-np.sort(-gt, axis=1)[:, :k].sum(1).mean()), "popularity": float(gt[:, top].sum(1).mean()),
-            "random": float(min(k, gt.shape[1]) * gt.mean())}
+    return {"optimal": optimal_return(gt, k).mean, "popularity": float(gt[:, top].sum(1).mean()),
+            "random": random_return(gt, k).mean}
 
 
 def _parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
