@@ -41,7 +41,7 @@ register_agent("most_logged_for_user", lambda env, **cfg: MostLoggedForUser(env,
     MostLoggedConfig, cfg, "most_logged_for_user")))
 
 if __name__ == "__main__":
-    env = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=50, preset="roler")
+    env = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=50, protocol="roler")
     for name in ("most_logged_for_user", "random"):
         result = evaluate(make_agent(name, env, seed=0), env, n_episodes=100, seed=0)
         print(f"{name:22s} R_cumu={result['R_cumu']:.2f} Length={result['Length']:.1f}")

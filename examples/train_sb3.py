@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
-    env = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=args.num_envs, preset="roler", device=args.device)
+    env = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=args.num_envs, protocol="roler", device=args.device)
     # Item embeddings from the *training logs* (the wrapper's default, an SVD of the ground truth, would leak the
     # evaluation matrix into the action space).
     emb = svd_item_embeddings(env.unwrapped.dataset.train_matrix(), args.k, seed=args.seed)

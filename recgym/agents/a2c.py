@@ -43,7 +43,7 @@ Where it trains (``train_env``) -- this is how the presets choose their training
 - ``"gt"`` (agent ``gt``): trains in a fresh ``GroundTruthRec-<D>-v0`` with the evaluation env's dataset and
   protocol kwargs: the ground truth itself, the upper reference.
 - ``"interactive"`` (agents ``r3s``, ``dorl``, ``mopo``, ``mbpo``, ``roler``): trains in
-  ``InteractiveRec-<D>-v0`` with ``preset=env_preset`` (the world model + reward shaping of that method), the
+  ``InteractiveRec-<D>-v0`` with ``reward_preset=env_preset`` (the world model + reward shaping of that method), the
   dataset and the protocol kwargs of the evaluation env.
 
 For ``gt`` and the interactive presets, the env passed to ``make_agent`` / ``learn`` is the evaluation env
@@ -67,7 +67,6 @@ from recgym.agents.common import (
     generator,
     load_checkpoint,
     log_scalars,
-    make_matching_env,
     masked_logits,
     progress,
     rec_env_spec,
@@ -78,6 +77,7 @@ from recgym.agents.common import (
     to_device_obs,
 )
 from recgym.agents.trackers import TRACKERS, TrackerConfig, make_tracker
+from recgym.envs.derive import matching_env
 
 TRAIN_ENVS = ("given", "gt", "interactive")
 PRESETS = {  # agent name -> (train_env, InteractiveRec preset)
@@ -218,13 +218,13 @@ class A2CAgent:
         cfg = self.cfg
         if cfg.train_env == "given":
             train = env
-            evaluation = eval_env if eval_env is not None else make_matching_env(
+            evaluation = eval_env if eval_env is not None else matching_env(
                 env, "GroundTruthRec", num_envs=min(cfg.eval_episodes, 100) or 1)
         elif cfg.train_env == "gt":
-            train = make_matching_env(env, "GroundTruthRec", num_envs=cfg.num_envs)
+            train = matching_env(env, "GroundTruthRec", num_envs=cfg.num_envs)
             evaluation = eval_env if eval_env is not None else env
         else:
-            train = make_matching_env(env, "InteractiveRec", num_envs=cfg.num_envs, preset=cfg.env_preset,
+            train = matching_env(env, "InteractiveRec", num_envs=cfg.num_envs, reward_preset=cfg.env_preset,
                                       progress=cfg.progress, **cfg.env_kwargs)
             evaluation = eval_env if eval_env is not None else env
         return train, evaluation

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 
 @runtime_checkable
@@ -28,8 +29,8 @@ class Agent(Protocol):
         """Batched actions for a batched observation, on the env's device."""
         ...
 
-    def learn(self, env: Any, budget: int, logger: Logger | None = None) -> None:
-        """Train for ``budget`` env steps (or iterations, as the agent documents)."""
+    def learn(self, env: Any, budget: int, logger: Logger | None = None, eval_env: Any | None = None) -> None:
+        """Train in ``env`` for ``budget`` units of its config's ``budget_unit``; evaluate in ``eval_env``."""
         ...
 
     def save(self, path: str) -> None: ...
@@ -37,17 +38,70 @@ class Agent(Protocol):
     def load(self, path: str) -> None: ...
 
 
-AgentFactory = Callable[..., Agent]
+BudgetUnit = Literal["env_steps", "gradient_steps", "iterations"]
 
-_REGISTRY: dict[str, AgentFactory] = {}
+
+@dataclass
+class AgentConfig:
+    """Fields every agent config has; the runner sets them for each run.
+
+    ``budget_unit`` (a class variable) says what the ``budget`` of ``learn`` counts: env steps, gradient
+    steps or iterations. The CLI help and the reports print it.
+    """
+
+    budget_unit: ClassVar[BudgetUnit] = "env_steps"
+
+    seed: int = 0
+    eval_every: int = 0  # budget units between evaluations (0 = only at the end)
+    eval_episodes: int = 100
+    progress: bool = True
+
+
+AgentFactory = Callable[[Any, Any], Agent]
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """One registered agent: its config class, its factory ``factory(env, config)`` and where it trains.
+
+    ``train_env`` (a `recgym.envs.derive.TrainEnvSpec`) is set for methods that train in another env family
+    than the one they are evaluated in (the world-model methods: an A2C plus an ``InteractiveRec`` reward
+    preset); None means the agent trains in the env it is given.
+    """
+
+    name: str
+    config_cls: type
+    factory: Callable[..., Agent]
+    train_env: Any = None
+    legacy: bool = False  # factory(env, **config) registered with the old two-argument form
+
+    @property
+    def budget_unit(self) -> str:
+        return str(getattr(self.config_cls, "budget_unit", "env_steps"))
+
+
+_REGISTRY: dict[str, AgentSpec] = {}
 _ENTRY_POINTS_LOADED = False
 
 
-def register_agent(name: str, factory: AgentFactory, *, overwrite: bool = False) -> None:
-    """Register ``factory(env, **config) -> Agent`` under ``name``."""
-    if not overwrite and name in _REGISTRY and _REGISTRY[name] is not factory:
+def register_agent(name: str, config_cls: Any, factory: Callable[..., Agent] | None = None, *,
+                   train_env: Any = None, overwrite: bool = False) -> None:
+    """Register agent ``name``: ``factory(env, config)`` builds it from an instance of ``config_cls``.
+
+    ``train_env`` is a `recgym.envs.derive.TrainEnvSpec` for methods that train in another env family than
+    their evaluation env. (Transitional: ``register_agent(name, factory)`` registers an old-style
+    ``factory(env, **config)``.)
+    """
+    if factory is None:
+        spec = AgentSpec(name=name, config_cls=object, factory=config_cls, train_env=train_env, legacy=True)
+    else:
+        if not (isinstance(config_cls, type) and dataclasses.is_dataclass(config_cls)):
+            raise TypeError(f"register_agent({name!r}): config_cls must be a dataclass type, got {config_cls!r}")
+        spec = AgentSpec(name=name, config_cls=config_cls, factory=factory, train_env=train_env)
+    old = _REGISTRY.get(name)
+    if not overwrite and old is not None and old.factory is not spec.factory:
         raise ValueError(f"agent {name!r} is already registered (pass overwrite=True to replace it)")
-    _REGISTRY[name] = factory
+    _REGISTRY[name] = spec
 
 
 def _load_entry_points() -> None:
@@ -57,7 +111,12 @@ def _load_entry_points() -> None:
     _ENTRY_POINTS_LOADED = True
     for ep in entry_points(group="recgym.agents"):
         if ep.name not in _REGISTRY:
-            _REGISTRY[ep.name] = ep.load()
+            obj = ep.load()
+            if isinstance(obj, AgentSpec):
+                _REGISTRY[ep.name] = obj
+            else:  # a module that registers its agents on import, or an old-style factory
+                if ep.name not in _REGISTRY and callable(obj):
+                    register_agent(ep.name, obj)
 
 
 def _load_builtin() -> None:
@@ -72,14 +131,22 @@ def registered_agents() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make_agent(name: str, env: Any, **config: Any) -> Agent:
-    """Build the agent registered as ``name`` for ``env``; ``config`` overrides its dataclass fields."""
+def agent_spec(name: str) -> AgentSpec:
+    """The registry entry of ``name`` (ValueError listing the registered names when unknown)."""
     _load_builtin()
     if name not in _REGISTRY:
         _load_entry_points()
     if name not in _REGISTRY:
         raise ValueError(f"unknown agent {name!r}; registered agents: {sorted(_REGISTRY)}")
-    return _REGISTRY[name](env, **config)
+    return _REGISTRY[name]
+
+
+def make_agent(name: str, env: Any, **config: Any) -> Agent:
+    """Build the agent registered as ``name`` for ``env``; ``config`` overrides its config dataclass fields."""
+    spec = agent_spec(name)
+    if spec.legacy:
+        return spec.factory(env, **config)
+    return spec.factory(env, build_config(spec.config_cls, config, name))
 
 
 def build_config(config_cls: type, overrides: dict[str, Any], agent: str) -> Any:

@@ -19,6 +19,7 @@ from gymnasium import spaces
 from tqdm.auto import tqdm
 
 from recgym.data.cache import atomic_write
+from recgym.envs.derive import base_env, env_family, matching_env
 
 
 @dataclass
@@ -34,12 +35,7 @@ class RecEnvSpec:
     reward_range: tuple[float, float]
     dataset: Any  # the env's LoggedDataset (None when the env does not expose one)
     dataset_name: str | None  # registry name used in env ids, e.g. "Synthetic", "Coat"
-    env_kwargs: dict[str, Any]  # protocol kwargs the env was made with (preset, mode, N, M, ...)
-
-
-def base_env(env: Any) -> Any:
-    """The innermost env (through gymnasium wrappers)."""
-    return getattr(env, "unwrapped", env)
+    env_kwargs: dict[str, Any]  # protocol kwargs the env was made with (protocol, mode, N, M, ...)
 
 
 def rec_env_spec(env: Any, agent: str) -> RecEnvSpec:
@@ -236,67 +232,13 @@ def reset_done(env: Any, obs: Any, info: dict[str, Any], done: torch.Tensor) -> 
     return obs, info
 
 
-_VEC_ONLY_KWARGS = ("num_envs", "vectorization_mode", "vector_kwargs", "wrappers", "max_episode_steps")
-# Kwargs only InteractiveRec takes (its reward preset, world model and shaping weights).
-_INTERACTIVE_ONLY = ("world_model", "world_model_config", "world_model_seed", "lambda_u", "lambda_ent",
-                     "lambda_int", "alpha", "beta", "entropy_window", "progress")
-
-
-def make_matching_env(env: Any, family: str, num_envs: int, **overrides: Any) -> Any:
-    """A new batched env of ``family`` (``GroundTruthRec`` / ``InteractiveRec``) matching ``env``.
-
-    Same dataset (the loaded object, not re-read), protocol (preset, mode, N, M, max_turn, history_len, ...)
-    and device as ``env``, read from ``env.spec`` (set by ``gymnasium.make_vec``); ``overrides`` win.
-    The protocol preset is ``preset=`` in GroundTruthRec and ``protocol=`` in InteractiveRec (whose
-    ``preset=`` is the reward preset), so it is renamed when switching family; InteractiveRec-only kwargs
-    are dropped when going to the ground truth. Same family: ``env.make_sibling`` when the env has it.
-    """
-    import gymnasium as gym
-
-    spec = getattr(env, "spec", None)
-    if spec is None or not getattr(spec, "id", None):
-        raise ValueError(
-            f"cannot build a matching {family} env: the env has no spec id (make it with gymnasium.make_vec, "
-            "or pass the training / evaluation env explicitly)"
-        )
-    parts = spec.id.split("-")
-    if len(parts) < 3:
-        raise ValueError(f"env id {spec.id!r} is not of the form <Family>-<Data>-v<k>")
-    inner = base_env(env)
-    if parts[0] == family and hasattr(inner, "make_sibling") and not overrides:
-        sib = inner.make_sibling(int(num_envs))
-        sib.spec = spec
-        return sib
-    kwargs = {k: v for k, v in dict(spec.kwargs or {}).items() if k not in _VEC_ONLY_KWARGS}
-    if parts[0] == "InteractiveRec" and family != "InteractiveRec":
-        for k in _INTERACTIVE_ONLY:
-            kwargs.pop(k, None)
-        kwargs["preset"] = kwargs.pop("protocol", kwargs.get("preset"))
-    elif parts[0] != "InteractiveRec" and family == "InteractiveRec":
-        kwargs["protocol"] = kwargs.pop("preset", None)
-    if getattr(inner, "dataset", None) is not None:
-        kwargs["dataset"] = inner.dataset  # the loaded object: no second parse of the files
-        kwargs.pop("dataset_kwargs", None)
-    kwargs["device"] = inner.device
-    kwargs.update(overrides)
-    new_id = "-".join([family, *parts[1:]])
-    return gym.make_vec(new_id, num_envs=int(num_envs), vectorization_mode="vector_entry_point", **kwargs)
-
-
-def env_family(env: Any) -> str | None:
-    """``GroundTruthRec`` / ``InteractiveRec`` / ... from ``env.spec.id`` (None when unknown)."""
-    spec = getattr(env, "spec", None)
-    sid = getattr(spec, "id", None)
-    return sid.split("-")[0] if sid else None
-
-
 def evaluation_env_for(env: Any, eval_env: Any, num_envs: int = 100) -> Any:
     """The env to evaluate in: ``eval_env`` if given, ``env`` if it is a GroundTruthRec env, else its match."""
     if eval_env is not None:
         return eval_env
     if env_family(env) in (None, "GroundTruthRec"):
         return env
-    return make_matching_env(env, "GroundTruthRec", num_envs=num_envs)
+    return matching_env(env, "GroundTruthRec", num_envs=num_envs)
 
 
 class NoRepeatServer:

@@ -14,7 +14,7 @@ Observation: `recgym.envs.sb3.RecObsFeaturizer` (mean embedding of the last W it
 rewards, step / max_turn).
 
 Training env (``train_env``): ``"given"`` (the env passed to ``learn``), ``"gt"`` (a fresh matching
-GroundTruthRec env) or ``"interactive"`` (``InteractiveRec-<D>-v0`` with ``preset=env_preset``), as for A2C
+GroundTruthRec env) or ``"interactive"`` (``InteractiveRec-<D>-v0`` with ``reward_preset=env_preset``), as for A2C
 (`recgym.agents.a2c`). Evaluation every ``eval_every`` env steps in the matching GroundTruthRec env (an SB3
 callback), logged as ``eval/<metric>``; SB3's own TensorBoard logging goes to ``tensorboard_log`` when set.
 ``budget`` counts env steps (SB3 ``total_timesteps``). Save/load: SB3's zip format (written atomically).
@@ -35,13 +35,13 @@ from recgym.agents.common import (
     check_choice,
     evaluation_env_for,
     log_scalars,
-    make_matching_env,
     masked_logits,
     rec_env_spec,
     require_dataset,
     to_device_obs,
 )
 from recgym.data.cache import atomic_write
+from recgym.envs.derive import matching_env
 
 TRAIN_ENVS = ("given", "gt", "interactive")
 
@@ -88,7 +88,7 @@ class SB3Agent:
         # Build the model on a copy of the env (spaces and env count); learn() swaps in the training env,
         # which has the same spaces and number of envs (SB3's set_env requires it).
         self.n_train_envs = int(env.num_envs) if cfg.train_env == "given" else int(cfg.num_envs)
-        self.model = self._make_model(self._vec(make_matching_env(env, "GroundTruthRec",
+        self.model = self._make_model(self._vec(matching_env(env, "GroundTruthRec",
                                                                   num_envs=self.n_train_envs)))
 
     # -- envs ------------------------------------------------------------------------------------------
@@ -104,11 +104,11 @@ class SB3Agent:
         extra = {} if self.continuous else {"invalid_action": "terminate"}
         if cfg.train_env == "given":
             if not self.continuous and getattr(env.unwrapped, "invalid_action", "terminate") != "terminate":
-                return make_matching_env(env, _family(env), num_envs=env.num_envs, **extra)
+                return matching_env(env, _family(env), num_envs=env.num_envs, **extra)
             return env
         if cfg.train_env == "gt":
-            return make_matching_env(env, "GroundTruthRec", num_envs=cfg.num_envs, **extra)
-        return make_matching_env(env, "InteractiveRec", num_envs=cfg.num_envs, preset=cfg.env_preset,
+            return matching_env(env, "GroundTruthRec", num_envs=cfg.num_envs, **extra)
+        return matching_env(env, "InteractiveRec", num_envs=cfg.num_envs, reward_preset=cfg.env_preset,
                                  progress=cfg.progress, **extra)
 
     def _make_model(self, vec: Any) -> Any:
@@ -151,7 +151,7 @@ class SB3Agent:
                              f"{self.n_train_envs} (the env given to make_agent, or num_envs)")
         target = evaluation_env_for(env, eval_env, cfg.eval_episodes)
         if target is train:  # never evaluate inside the env SB3 is stepping
-            target = make_matching_env(env, "GroundTruthRec", num_envs=min(cfg.eval_episodes, 100) or 1)
+            target = matching_env(env, "GroundTruthRec", num_envs=min(cfg.eval_episodes, 100) or 1)
         recorder = EvalRecorder(self, cfg.eval_episodes, cfg.seed)
         agent = self
 

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     overrides = _parse_sets(args.sets)
-    env = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=args.num_envs, preset="roler", device=args.device)
+    env = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=args.num_envs, protocol="roler", device=args.device)
     gt = env.unwrapped.dataset.ground_truth
     opt, rnd = optimal_return(gt, 30).mean, random_return(gt, 30).mean
     pop_agent = make_agent("popularity", env, eval_episodes=args.episodes, progress=False)

@@ -2,7 +2,7 @@
 
     python -m recgym.benchmarks.agents_table --data coat yahoo --seeds 0 1 2
 
-Protocol: ``GroundTruthRec-<D>-v0`` with ``preset="roler"`` (NX_0, N=1, M=0, max_turn 30), the evaluation
+Protocol: ``GroundTruthRec-<D>-v0`` with ``protocol="roler"`` (NX_0, N=1, M=0, max_turn 30), the evaluation
 env of every agent. Each (agent, dataset, seed) run builds the agent with ``make_agent(name, eval_env,
 seed=s)``, calls ``learn`` with the agent's budget (below, times ``--scale``) and reads the agent's
 evaluation curve (``agent.history``: ``--eval-episodes`` episodes per evaluation). Reported per agent and
@@ -66,7 +66,7 @@ def run_one(name: str, data: str, seed: int, scale: float, eval_episodes: int, d
     from recgym.agents import make_agent
 
     torch.manual_seed(seed)
-    env = gym.make_vec(f"GroundTruthRec-{DATA_IDS[data]}-v0", num_envs=min(100, eval_episodes), preset="roler",
+    env = gym.make_vec(f"GroundTruthRec-{DATA_IDS[data]}-v0", num_envs=min(100, eval_episodes), protocol="roler",
                        device=device)
     cfg, budget = plan(name, scale, eval_episodes)
     t0 = time.perf_counter()

@@ -39,7 +39,7 @@ def bench(
     eval_episodes: int = typer.Option(100, "--eval-episodes", help="episodes per evaluation (flags)"),
     eval_every: int = typer.Option(0, "--eval-every", help="env steps between evaluations (flags; 0 = at the end)"),
     num_envs: int = typer.Option(16, "--num-envs", help="parallel envs of the env given to the agent (flags)"),
-    preset: str = typer.Option(None, "--preset", help="protocol preset (flags), e.g. dorl, roler, easyrl4rec"),
+    protocol: str = typer.Option(None, "--protocol", help="protocol protocol (flags), e.g. dorl, roler, easyrl4rec"),
     env_kw: list[str] = typer.Option(None, "--env-kw", help="env kwarg key=value (flags, repeatable)"),
     agent_kw: list[str] = typer.Option(None, "--agent-kw", help="agent config key=value (flags, repeatable)"),
     name: str = typer.Option("adhoc", "--name", help="suite name (folder under runs/) when using flags"),
@@ -76,7 +76,7 @@ def bench(
                 s = dataclasses.replace(s, imports=tuple(s.imports) + tuple(imports))
         else:
             s = suite_from_flags(env or [], agent or [], seeds, budget, name=name, eval_episodes=eval_episodes,
-                                 eval_every=eval_every, num_envs=num_envs, device=device or "cpu", preset=preset,
+                                 eval_every=eval_every, num_envs=num_envs, device=device or "cpu", protocol=protocol,
                                  env_kwargs=_parse_kv(env_kw or [], "--env-kw"),
                                  agent_config=_parse_kv(agent_kw or [], "--agent-kw"), imports=tuple(imports or ()))
     except SuiteError as exc:

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     p.add_argument("--data-dir", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    env = GroundTruthRecEnv(args.dataset, num_envs=args.num_envs, preset=args.preset, mode=args.mode,
+    env = GroundTruthRecEnv(args.dataset, num_envs=args.num_envs, protocol=args.preset, mode=args.mode,
                             device=args.device, data_dir=args.data_dir)
     gen = torch.Generator(device=env.device).manual_seed(args.seed)
 

@@ -49,7 +49,7 @@ def _make_env(data: str, preset: str, eval_episodes: int, device: str) -> Any:
     if data.lower() not in DATA_IDS:
         raise ValueError(f"--data {data!r}: valid values {sorted(DATA_IDS)}")
     return gym.make_vec(f"GroundTruthRec-{DATA_IDS[data.lower()]}-v0", num_envs=min(eval_episodes, 100),
-                        vectorization_mode="vector_entry_point", preset=preset, device=device)
+                        vectorization_mode="vector_entry_point", protocol=preset, device=device)
 
 
 def _run(job: dict[str, Any]) -> dict[str, Any]:

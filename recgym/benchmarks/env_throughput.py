@@ -36,7 +36,7 @@ from recgym.data.base import LoggedDataset
 from recgym.envs.core import SingleEnvAdapter
 from recgym.envs.rec import GroundTruthRecEnv
 
-PROTOCOL = {"preset": "custom", "quit_rule": "category", "num_leave_compute": 4, "leave_threshold": 0.0,
+PROTOCOL = {"protocol": "custom", "quit_rule": "category", "num_leave_compute": 4, "leave_threshold": 0.0,
             "mode": "NX_0", "max_turn": 30}
 
 

@@ -1,7 +1,7 @@
 """`recgym report runs/<suite>`: tables (mean +- std over seeds), CSV, Markdown and PNG plots of a suite's runs.
 
 For every env entry of the suite: one table with a row per agent, giving the number of finished seeds, the
-protocol preset and, for each metric (R_cumu, R_avg, Length, and CV, MCD when present), the curve average
+protocol protocol and, for each metric (R_cumu, R_avg, Length, and CV, MCD when present), the curve average
 (mean over the agent's evaluations during training) and the final value, each as mean +- std over seeds
 (sample std, 0 with one seed). Where the suite names a published dataset (env entry ``published``) and method
 (agent entry ``published``), the published value from ``reference/published.csv`` is shown beside ours with
@@ -46,8 +46,8 @@ class RunRecord:
     error: str | None = None
 
     @property
-    def preset(self) -> str | None:
-        return self.spec.get("preset")
+    def protocol(self) -> str | None:
+        return self.spec.get("protocol")
 
     def curve(self) -> dict[str, list[tuple[int, float]]]:
         """``eval/<metric>`` points from metrics.jsonl (falls back to result.json's curve)."""
@@ -138,7 +138,7 @@ def _fmt(mean: float, std: float | None = None) -> str:
 class EnvTable:
     env: str
     env_id: str
-    preset: str | None
+    protocol: str | None
     rows: list[dict[str, Any]]  # one per agent: label, n, metric stats, published
     metrics: list[str]
     failed: list[RunRecord]
@@ -164,7 +164,7 @@ def build_tables(records: list[RunRecord], published: list[dict[str, Any]] | Non
         for agent, runs in agents.items():
             spec = runs[0].spec
             row: dict[str, Any] = {"agent": agent, "n": len(runs), "seeds": sorted(r.seed for r in runs),
-                                   "preset": spec.get("preset") or "-"}
+                                   "protocol": spec.get("protocol") or "-"}
             for m in metrics:
                 for agg in ("curve_mean", "final"):
                     vals = [float(r.result[agg][m]) for r in runs if m in r.result.get(agg, {})]
@@ -175,7 +175,7 @@ def build_tables(records: list[RunRecord], published: list[dict[str, Any]] | Non
             rows.append(row)
         rows.sort(key=lambda r: r["agent"])
         first = (done or recs)[0].spec
-        tables.append(EnvTable(env=env, env_id=first.get("env_id", env), preset=first.get("preset") or "-", rows=rows,
+        tables.append(EnvTable(env=env, env_id=first.get("env_id", env), protocol=first.get("protocol") or "-", rows=rows,
                                metrics=metrics, failed=[r for r in recs if r.status != "done"]))
     return sorted(tables, key=lambda t: t.env)
 
@@ -225,13 +225,13 @@ def to_markdown(tables: list[EnvTable], suite_name: str) -> str:
               "evaluations made during training, *final* = the last evaluation. *diff* = ours (curve) - "
               "published.\n")
     for t in tables:
-        out.write(f"\n## {t.env} (`{t.env_id}`, preset `{t.preset}`)\n\n")
+        out.write(f"\n## {t.env} (`{t.env_id}`, protocol `{t.protocol}`)\n\n")
         cols = _columns(t)
-        out.write("| agent | seeds | preset | " + " | ".join(c[0] for c in cols) + " |\n")
+        out.write("| agent | seeds | protocol | " + " | ".join(c[0] for c in cols) + " |\n")
         out.write("|---|---|---|" + "---|" * len(cols) + "\n")
         for r in t.rows:
             cells = [_cell(r, m, k) for _, m, k in cols]
-            out.write(f"| {r['agent']} | {r['n']} | {r['preset']} | " + " | ".join(cells) + " |\n")
+            out.write(f"| {r['agent']} | {r['n']} | {r['protocol']} | " + " | ".join(cells) + " |\n")
         sources = sorted({r["published"]["source"] for r in t.rows if "published" in r})
         for s in sources:
             out.write(f"\nPublished numbers: {s}.\n")
@@ -243,7 +243,7 @@ def to_markdown(tables: list[EnvTable], suite_name: str) -> str:
 def to_csv(tables: list[EnvTable]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["env", "env_id", "preset", "agent", "n_seeds", "metric", "aggregation", "mean", "std",
+    w.writerow(["env", "env_id", "protocol", "agent", "n_seeds", "metric", "aggregation", "mean", "std",
                 "published", "diff", "published_source"])
     for t in tables:
         for r in t.rows:
@@ -253,7 +253,7 @@ def to_csv(tables: list[EnvTable]) -> str:
                     mean, std = r.get((m, agg), (math.nan, math.nan))
                     p = pub.get(m) if pub and pub.get("aggregation", "curve_mean") == agg else None
                     diff = (mean - p) if p is not None and not math.isnan(mean) else None
-                    w.writerow([t.env, t.env_id, r["preset"], r["agent"], r["n"], m, agg, f"{mean:.6g}",
+                    w.writerow([t.env, t.env_id, r["protocol"], r["agent"], r["n"], m, agg, f"{mean:.6g}",
                                 f"{std:.6g}", "" if p is None else f"{p:.6g}",
                                 "" if diff is None else f"{diff:.6g}", pub.get("source", "") if p is not None else ""])
     return buf.getvalue()
@@ -268,7 +268,7 @@ def print_tables(tables: list[EnvTable], suite_name: str) -> None:
     console = Console(width=None if sys.stdout.isatty() else 200)
     for t in tables:
         cols = _columns(t)
-        tab = Table(title=f"{suite_name} / {t.env} ({t.env_id}, preset {t.preset})", show_lines=False)
+        tab = Table(title=f"{suite_name} / {t.env} ({t.env_id}, protocol {t.protocol})", show_lines=False)
         for h in ["agent", "seeds", *[c[0] for c in cols]]:
             tab.add_column(h, justify="left" if h == "agent" else "right")
         for r in t.rows:
@@ -321,7 +321,7 @@ def plot_env(records: list[RunRecord], table: EnvTable, out_dir: Path) -> list[P
         ax.set_xlabel("env steps")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"{table.env} ({table.env_id}, preset {table.preset})", fontsize=9)
+    fig.suptitle(f"{table.env} ({table.env_id}, protocol {table.protocol})", fontsize=9)
     fig.tight_layout()
     path = out_dir / f"curves_{_safe(table.env)}.png"
     fig.savefig(path, dpi=110)

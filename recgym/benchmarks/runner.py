@@ -2,7 +2,7 @@
 
 Each run writes, under ``<root>/<suite>/<env>/<agent>/seed<k>/``:
 
-- ``config.json``   the resolved run spec (env ids and kwargs incl. preset, agent config, seed, budgets, versions);
+- ``config.json``   the resolved run spec (env ids and kwargs incl. protocol, agent config, seed, budgets, versions);
 - ``metrics.jsonl`` one JSON object per line ``{"tag", "value", "step", "time"}`` (append + flush + fsync per
   line; `read_metrics` ignores a torn last line), agents' own scalars and ``eval/<metric>`` at each evaluation;
 - ``tb/``           TensorBoard events of the same scalars;
@@ -70,7 +70,7 @@ class RunSpec:
     eval_every: int  # env steps between the agent's evaluations (0: once, at the end); sent to the agent config
     num_envs: int = 16
     device: str = "cpu"
-    preset: str | None = None
+    protocol: str | None = None
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     eval_env_kwargs: dict[str, Any] = field(default_factory=dict)
     agent_config: dict[str, Any] = field(default_factory=dict)
@@ -82,10 +82,10 @@ class RunSpec:
         return Path(self.suite) / self.env_name / self.agent_label / f"seed{self.seed}"
 
     def make_kwargs(self, evaluation: bool) -> dict[str, Any]:
-        """Constructor kwargs of the (evaluation) env: the entry's kwargs plus the preset."""
+        """Constructor kwargs of the (evaluation) env: the entry's kwargs plus the protocol."""
         kw = dict(self.eval_env_kwargs if evaluation else self.env_kwargs)
-        if self.preset is not None:
-            kw.setdefault("preset", self.preset)
+        if self.protocol is not None:
+            kw.setdefault("protocol", self.protocol)
         return kw
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,7 +105,7 @@ class EnvEntry:
     name: str
     id: str
     eval_id: str | None = None
-    preset: str | None = None
+    protocol: str | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
     eval_kwargs: dict[str, Any] = field(default_factory=dict)
     published: str | None = None  # dataset name in reference/published.csv
@@ -183,7 +183,7 @@ class Suite:
                         train_budget=int(agent.train_budget or self.train_budget),
                         eval_episodes=int(self.eval_episodes),
                         eval_every=int(self.eval_every if agent.eval_every is None else agent.eval_every),
-                        num_envs=int(self.num_envs), device=self.device, preset=env.preset,
+                        num_envs=int(self.num_envs), device=self.device, protocol=env.protocol,
                         env_kwargs=dict(env.kwargs), eval_env_kwargs=dict(env.eval_kwargs or env.kwargs),
                         agent_config=dict(agent.config), published_dataset=env.published,
                         published_method=agent.published, imports=tuple(self.imports),
@@ -195,7 +195,7 @@ class Suite:
 
 _SUITE_FIELDS = {"name", "description", "seeds", "train_budget", "eval_episodes", "eval_every", "num_envs",
                  "device", "imports"}
-_ENV_FIELDS = {"name", "id", "eval_id", "preset", "kwargs", "eval_kwargs", "published", "requires"}
+_ENV_FIELDS = {"name", "id", "eval_id", "protocol", "kwargs", "eval_kwargs", "published", "requires"}
 _AGENT_FIELDS = {"name", "label", "config", "envs", "train_budget", "eval_every", "published"}
 _SCRIPT_FIELDS = {"name", "module", "args", "timeout_s"}
 
@@ -368,7 +368,7 @@ def load_suite(suite: str | os.PathLike[str], *, validate: bool = True) -> Suite
         ename = e.get("name", e["id"])
         if not _NAME_RE.match(str(ename)):
             raise _err(path, lines.line("envs", i, "name"), f"env name {ename!r} must match {_NAME_RE.pattern}")
-        envs.append(EnvEntry(name=str(ename), id=e["id"], eval_id=e.get("eval_id"), preset=e.get("preset"),
+        envs.append(EnvEntry(name=str(ename), id=e["id"], eval_id=e.get("eval_id"), protocol=e.get("protocol"),
                              kwargs=dict(e.get("kwargs", {})), eval_kwargs=dict(e.get("eval_kwargs", {})),
                              published=e.get("published"), requires=list(requires), line=lines.line("envs", i)))
     agents: list[AgentEntry] = []
@@ -413,29 +413,29 @@ def _import_plugins(modules: Iterable[str]) -> None:
         importlib.import_module(mod)
 
 
-_PRESET_MODULES = {
+_PROTOCOL_MODULES = {
     "GroundTruthRec": "recgym.envs.rec",
     "InteractiveRec": "recgym.envs.interactive",
     "DiffusionDenoise": "recgym.envs.denoise",
 }
 
 
-def valid_presets(env_id: str) -> tuple[str, ...] | None:
-    """Presets an env id accepts, from its family module's ``PRESETS`` (None: not known, so not checked)."""
+def valid_protocols(env_id: str) -> tuple[str, ...] | None:
+    """Protocols an env id accepts, from its family module's ``PROTOCOLS`` (None: not known, so not checked)."""
     family = env_id.split("-", 1)[0]
-    mod_name = _PRESET_MODULES.get(family)
+    mod_name = _PROTOCOL_MODULES.get(family)
     if mod_name is None:
         return None
     try:
         mod = importlib.import_module(mod_name)
     except ImportError:
         return None
-    presets = getattr(mod, "PRESETS", None)
-    return tuple(presets) if presets else None
+    protocols = getattr(mod, "PROTOCOLS", None)
+    return tuple(protocols) if protocols else None
 
 
 def validate_suite(suite: Suite, lines: _Lines | None = None) -> None:
-    """Check env ids, agents, presets, restrictions and folder uniqueness before anything runs."""
+    """Check env ids, agents, protocols, restrictions and folder uniqueness before anything runs."""
     import gymnasium as gym
 
     import recgym  # noqa: F401
@@ -459,20 +459,20 @@ def validate_suite(suite: Suite, lines: _Lines | None = None) -> None:
                 close = sorted(k for k in known_envs if k.split("-")[0] == env_id.split("-")[0]) or sorted(
                     k for k in known_envs if k.startswith(("GroundTruthRec", "InteractiveRec", "DiffusionDenoise")))
                 raise _err(where, line("envs", i, key, e.line), f"unknown env id {env_id!r}; registered: {close}")
-        # (preset, env id, key naming it): `preset` applies to both envs unless kwargs/eval_kwargs set their own
+        # (protocol, env id, key naming it): `protocol` applies to both envs unless kwargs/eval_kwargs set their own
         checks = []
         for env_id, kw, kw_key in ((e.id, e.kwargs, "kwargs"), (e.eval_id, e.eval_kwargs or e.kwargs, "eval_kwargs")):
             if env_id is None:
                 continue
-            if "preset" in kw:
-                checks.append((kw["preset"], env_id, kw_key))
-            elif e.preset is not None:
-                checks.append((e.preset, env_id, "preset"))
-        for preset, env_id, key in checks:
-            ok = valid_presets(env_id)
-            if ok is not None and preset not in ok:
+            if "protocol" in kw:
+                checks.append((kw["protocol"], env_id, kw_key))
+            elif e.protocol is not None:
+                checks.append((e.protocol, env_id, "protocol"))
+        for protocol, env_id, key in checks:
+            ok = valid_protocols(env_id)
+            if ok is not None and protocol not in ok:
                 raise _err(where, line("envs", i, key, e.line),
-                           f"unknown preset {preset!r} for {env_id}; valid presets: {sorted(ok)}")
+                           f"unknown protocol {protocol!r} for {env_id}; valid protocols: {sorted(ok)}")
         if e.name in seen_envs:
             raise _err(where, line("envs", i, "name", e.line), f"duplicate env name {e.name!r} (run folders must be unique)")
         seen_envs.add(e.name)
@@ -498,12 +498,12 @@ def validate_suite(suite: Suite, lines: _Lines | None = None) -> None:
 
 def suite_from_flags(envs: Sequence[str], agents: Sequence[str], seeds: Sequence[int] | int, train_budget: int, *,
                      name: str = "adhoc", eval_episodes: int = 100, eval_every: int = 0, num_envs: int = 16,
-                     device: str = "cpu", preset: str | None = None, eval_env: str | None = None,
+                     device: str = "cpu", protocol: str | None = None, eval_env: str | None = None,
                      env_kwargs: dict[str, Any] | None = None, agent_config: dict[str, Any] | None = None,
                      imports: Sequence[str] = (), validate: bool = True) -> Suite:
     """A suite from command-line flags: every env x every agent x every seed."""
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    env_entries = [EnvEntry(name=e, id=e, eval_id=eval_env, preset=preset, kwargs=dict(env_kwargs or {}))
+    env_entries = [EnvEntry(name=e, id=e, eval_id=eval_env, protocol=protocol, kwargs=dict(env_kwargs or {}))
                    for e in envs]
     agent_entries = [AgentEntry(name=a, label=a, config=dict(agent_config or {})) for a in agents]
     if not env_entries or not agent_entries:
@@ -858,7 +858,7 @@ def execute_run(spec: RunSpec, root: Path | str = RUNS_DIR, *,
                           for k in keys}
             wall = time.time() - t0
             result = {"final": final, "curve_mean": curve_mean, "n_evals": len(curve),
-                      "curve": curve, "train_budget": spec.train_budget, "wall_s": wall, "preset": spec.preset}
+                      "curve": curve, "train_budget": spec.train_budget, "wall_s": wall, "protocol": spec.protocol}
             logger.close()
             atomic_write_text(run_dir / "result.json", json.dumps(result, indent=2, sort_keys=True) + "\n")
             atomic_write_text(run_dir / "DONE", json.dumps({"finished": time.time(), "wall_s": wall}) + "\n")

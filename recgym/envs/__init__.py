@@ -11,7 +11,7 @@ _LAZY: dict[str, str] = {
     "RecEnv": "recgym.envs.rec",
     "RecState": "recgym.envs.rec",
     "GroundTruthRecEnv": "recgym.envs.rec",
-    "PRESETS": "recgym.envs.rec",
+    "PROTOCOLS": "recgym.envs.rec",
     "MODES": "recgym.envs.rec",
     "resolve_protocol": "recgym.envs.rec",
     "evaluate": "recgym.envs.evaluation",

@@ -1,6 +1,6 @@
 """`InteractiveRecEnv`: the training env of model-based offline RL (DORL / MOPO / MBPO / ROLeR / R3S).
 
-Same users, actions, quit rule, modes and protocol presets as `GroundTruthRecEnv` (it is a `RecEnv`: the
+Same users, actions, quit rule, modes and protocols as `GroundTruthRecEnv` (it is a `RecEnv`: the
 dynamics are not duplicated), but the reward comes from a world model fitted on the *training logs* only,
 with shaping. For the action ``a`` at step ``k`` (0-based, the k-th item of the episode) of user ``u``::
 
@@ -27,7 +27,7 @@ with shaping. For the action ``a`` at step ``k`` (0-based, the k-th item of the 
   + lambda_int * min_k w_glob(k) * E_min`` over the episode's steps, with ``E_min`` the smallest possible
   entropy sum, so ``raw - MIN_R >= 0`` and the clip at 0 (DORL's ``clip0``) is a safeguard.
 
-Reward presets (``preset=``; every weight can be overridden by its kwarg):
+Reward presets (``reward_preset=``; every weight can be overridden by its kwarg):
 
 ======== ============= ============================================= ======================================
 preset   world model   weights                                       source
@@ -55,7 +55,7 @@ World model: ``world_model=`` a kind (default: the preset's) or a fitted model o
 ``predict() -> (mean, unc)``); ``world_model_config=`` its config (default: the class defaults, lighter ones on
 Yahoo / KuaiRand from `recgym.worldmodels.DATASET_DEFAULTS`); ``world_model_seed=``.
 
-The protocol preset (N, M, mode, max_turn; see `recgym.envs.rec.PRESETS`) is ``protocol=`` (default
+The protocol (N, M, mode, max_turn; see `recgym.envs.rec.PROTOCOLS`) is ``protocol=`` (default
 ``"roler"`` for the roler reward preset, else ``"dorl"``); the quit rule is the real one (ground-truth
 distances / categories), as in DORL's simulated training envs. The reward preset and every effective value are
 in ``env.shaping``, in ``info["shaping"]`` at reset and in ``env.spec.kwargs``.
@@ -103,16 +103,17 @@ _ROLER_LAMBDA_U = 0.1
 REWARD_PRESETS = ("r3s", "dorl", "mopo", "mbpo", "roler")
 
 
-def resolve_shaping(preset: str, dataset_name: str, **overrides: Any) -> dict[str, Any]:
+def resolve_shaping(reward_preset: str, dataset_name: str, **overrides: Any) -> dict[str, Any]:
     """Effective shaping values of a reward preset for a dataset, with explicit (non-None) overrides."""
-    key = str(preset).lower()
+    key = str(reward_preset).lower()
     if key not in REWARD_PRESETS:
-        raise ValueError(f"unknown InteractiveRec preset {preset!r}; valid presets: {list(REWARD_PRESETS)}")
+        raise ValueError(f"unknown InteractiveRec reward_preset {reward_preset!r}; valid reward presets: "
+                         f"{list(REWARD_PRESETS)}")
     ds = _dataset_key(dataset_name)
     table = _PUBLISHED.get(ds, _PUBLISHED[_DEFAULT_DATASET])
     source = _SOURCES[ds] if ds in _PUBLISHED else f"no published value; {_SOURCES[_DEFAULT_DATASET]} (Yahoo's)"
     lam_var, lam_ent = table["dorl"]
-    base: dict[str, Any] = {"preset": key, "entropy_window": (1, 2), "alpha": 1.0, "beta": 0.0,
+    base: dict[str, Any] = {"reward_preset": key, "entropy_window": (1, 2), "alpha": 1.0, "beta": 0.0,
                             "lambda_int": 0.0, "world_model": "deepfm", "source": source}
     if key == "r3s":
         base.update(world_model="diffusion", lambda_u=_R3S_LAMBDA_U, lambda_ent=lam_ent, lambda_int=lam_ent,
@@ -242,7 +243,7 @@ class InteractiveRecEnv(RecEnv):
         dataset: LoggedDataset | str = "synthetic",
         num_envs: int = 1,
         *,
-        preset: str = "r3s",
+        reward_preset: str = "r3s",
         protocol: str | None = None,
         world_model: Any = None,
         world_model_config: dict[str, Any] | None = None,
@@ -262,7 +263,7 @@ class InteractiveRecEnv(RecEnv):
         ds = _load(dataset, data_dir, dataset_kwargs)
         wm_kind = world_model if isinstance(world_model, str) else None
         shaping = resolve_shaping(
-            preset, ds.name, lambda_u=lambda_u, lambda_ent=lambda_ent, lambda_int=lambda_int, alpha=alpha,
+            reward_preset, ds.name, lambda_u=lambda_u, lambda_ent=lambda_ent, lambda_int=lambda_int, alpha=alpha,
             beta=beta, entropy_window=None if entropy_window is None else tuple(entropy_window),
             world_model=wm_kind,
         )
@@ -287,8 +288,8 @@ class InteractiveRecEnv(RecEnv):
         if not bool(torch.isfinite(mean).all()) or not bool(torch.isfinite(unc).all()):
             raise FloatingPointError(f"world model for {ds.name!r} predicted NaN/inf; refit it")
         if protocol is None:
-            protocol = "roler" if shaping["preset"] == "roler" else "dorl"
-        ctor = {"dataset": ds, "num_envs": num_envs, "preset": preset, "protocol": protocol, "world_model": model,
+            protocol = "roler" if shaping["reward_preset"] == "roler" else "dorl"
+        ctor = {"dataset": ds, "num_envs": num_envs, "reward_preset": reward_preset, "protocol": protocol, "world_model": model,
                 "lambda_u": lambda_u, "lambda_ent": lambda_ent, "lambda_int": lambda_int, "alpha": alpha,
                 "beta": beta, "entropy_window": entropy_window, "progress": progress, "device": device, **kwargs}
         shaping["protocol"] = protocol
@@ -305,7 +306,7 @@ class InteractiveRecEnv(RecEnv):
         max_r = float(base.max()) + la * float(w_loc.max()) * e_max + li * float(w_glob.max()) * e_max - self.min_r
         shaping["min_r"] = self.min_r
         self._base_flat = base.reshape(-1).contiguous()
-        super().__init__(ds, num_envs, device=dev, preset=protocol, reward_range=(0.0, max_r * (1 + 1e-5) + 1e-6),
+        super().__init__(ds, num_envs, device=dev, protocol=protocol, reward_range=(0.0, max_r * (1 + 1e-5) + 1e-6),
                          **kwargs)
         self.world_model = model
         self._traj_len = max(self.max_turn, 1)
@@ -368,9 +369,8 @@ class InteractiveRecEnv(RecEnv):
     # -- bookkeeping -----------------------------------------------------------------------------------------
     def effective_kwargs(self) -> dict[str, Any]:
         out = super().effective_kwargs()
-        out["protocol"] = out.pop("preset")
         sh = self.shaping
-        out.update({"preset": sh["preset"], "world_model": sh["world_model"], "lambda_u": sh["lambda_u"],
+        out.update({"reward_preset": sh["reward_preset"], "world_model": sh["world_model"], "lambda_u": sh["lambda_u"],
                     "lambda_ent": sh["lambda_ent"], "lambda_int": sh["lambda_int"], "alpha": sh["alpha"],
                     "beta": sh["beta"], "entropy_window": tuple(sh["entropy_window"])})
         return out

@@ -26,9 +26,9 @@ EasyRL4Rec (REFERENCE.md §1):
 * **Repeating a masked item** (NX modes) is never silent: ``invalid_action="raise"`` (default) raises a
   ValueError naming the env, the item and the step; ``invalid_action="terminate"`` gives reward 0, ends the
   episode (``terminated=True``) and sets ``info["invalid_action"]`` (for learners that cannot mask).
-* **Presets** (``preset=``) fix N, M, the mode and max_turn per dataset; see `PRESETS`. Explicit
+* **Protocols** (``protocol=``) fix N, M, the mode and max_turn per dataset; see `PROTOCOLS`. Explicit
   ``num_leave_compute`` / ``leave_threshold`` / ``mode`` / ``max_turn`` / ``quit_rule`` kwargs override the
-  preset; ``preset="custom"`` starts from N=1, M=0, NX_0, max_turn=30. The effective values are in
+  protocol; ``protocol="custom"`` starts from N=1, M=0, NX_0, max_turn=30. The effective values are in
   ``env.protocol``, in the ``info["protocol"]`` returned by ``reset`` and in ``env.spec.kwargs``.
 
 Observation (batched): dict of tensors ``user`` int64 [B], ``step`` int64 [B] (steps taken in the episode),
@@ -57,7 +57,7 @@ from recgym.envs.core import BatchedEnv, SingleEnvAdapter, as_action_tensor, che
 
 __all__ = [
     "MODES",
-    "PRESETS",
+    "PROTOCOLS",
     "GroundTruthRecEnv",
     "RecEnv",
     "RecState",
@@ -71,23 +71,23 @@ __all__ = [
 MODES = ("FB", "NX_0", "NX_10")
 DATASET_KEYS = ("coat", "yahoo", "kuairand", "kuairec", "ml1m", "synthetic")
 
-# preset -> (mode, max_turn, {dataset: (N, M)}). Sources: REFERENCE.md §1.
+# protocol -> (mode, max_turn, {dataset: (N, M)}). Sources: REFERENCE.md §1.
 # * dorl: the DORL paper's setting for KuaiRec/KuaiRand (N=4, M=0; the setting of its published tables) and
 #   the DORL code defaults for Coat (N=3, M=10) and Yahoo (N=3, M=120). `dorl_code` uses the code defaults
 #   everywhere (Kuai* N=10, M=0).
 # * roler: N=1, M=0, NX_0 everywhere.
 # * easyrl4rec: EasyRL4Rec defaults, FB mode.
-# * ML-1M has no DORL/ROLeR value: those presets fall back to N=1, M=0 (marked source="fallback").
+# * ML-1M has no DORL/ROLeR value: those protocols fall back to N=1, M=0 (marked source="fallback").
 #   EasyRL4Rec's ML-1M values (N=7, M=75) were set for its rating ground truth; on recgym's ML-1M ground truth
 #   (binary observed positives of the DiffRec split) nearly all item distances are below 75, so every
 #   episode ends after 2 steps (measured: Length 2.00 for random and oracle). Likewise M=120 on recgym's
 #   completed Yahoo ground truth (median item distance ~20). Kept as published; whenever more than 90% of
 #   item pairs are closer than M the protocol carries "note" (and always "close_pair_share").
-# * synthetic (all presets): distance rule with M=0, so nobody quits and every episode lasts max_turn; the
+# * synthetic (all protocols): distance rule with M=0, so nobody quits and every episode lasts max_turn; the
 #   optimal return is then known exactly (the sum of the user's top-max_turn ground-truth values in NX modes,
 #   max_turn x the user's best value in FB).
 _FALLBACK = (1, 0.0)
-PRESETS: dict[str, dict[str, Any]] = {
+PROTOCOLS: dict[str, dict[str, Any]] = {
     "dorl": {
         "mode": "NX_0",
         "max_turn": 30,
@@ -123,7 +123,7 @@ def _dataset_key(name: str) -> str:
 
 
 def resolve_protocol(
-    preset: str | None,
+    protocol: str | None,
     dataset_name: str,
     dataset_quit_rule: str,
     *,
@@ -133,16 +133,16 @@ def resolve_protocol(
     leave_threshold: float | None = None,
     quit_rule: str | None = None,
 ) -> dict[str, Any]:
-    """Effective protocol values: preset defaults for the dataset, overridden by explicit kwargs."""
-    preset_key = "custom" if preset is None else str(preset).lower()
-    if preset_key not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; valid presets: {sorted(PRESETS)}")
-    p = PRESETS[preset_key]
+    """Effective protocol values: the named protocol's defaults for the dataset, overridden by explicit kwargs."""
+    name_key = "custom" if protocol is None else str(protocol).lower()
+    if name_key not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; valid protocols: {sorted(PROTOCOLS)}")
+    p = PROTOCOLS[name_key]
     key = _dataset_key(dataset_name)
-    if preset_key == "custom":
+    if name_key == "custom":
         (n_def, m_def), source = _FALLBACK, "custom"
     elif key in p["values"]:
-        (n_def, m_def), source = p["values"][key], preset_key
+        (n_def, m_def), source = p["values"][key], name_key
     else:
         (n_def, m_def), source = _FALLBACK, "fallback"
     mode_eff = p["mode"] if mode is None else str(mode).upper()
@@ -159,7 +159,7 @@ def resolve_protocol(
     if mt < 1:
         raise ValueError(f"max_turn must be >= 1, got {mt}")
     out = {
-        "preset": preset_key,
+        "name": name_key,
         "dataset": key,
         "mode": mode_eff,
         "quit_rule": rule,
@@ -259,7 +259,7 @@ class RecEnv(BatchedEnv):
         num_envs: int = 1,
         *,
         device: str | torch.device = "cpu",
-        preset: str | None = "dorl",
+        protocol: str | None = "dorl",
         mode: str | None = None,
         max_turn: int | None = None,
         num_leave_compute: int | None = None,
@@ -290,7 +290,7 @@ class RecEnv(BatchedEnv):
         self.validate_actions = bool(validate_actions)
         self.copy_mask = bool(copy_mask)
         self._mask_published = False
-        self._preset = preset
+        self._protocol_name = protocol
         self._explicit = {
             "mode": mode,
             "max_turn": max_turn,
@@ -298,7 +298,7 @@ class RecEnv(BatchedEnv):
             "leave_threshold": leave_threshold,
             "quit_rule": quit_rule,
         }
-        base = resolve_protocol(preset, dataset.name, dataset.quit_rule, **self._explicit)
+        base = resolve_protocol(protocol, dataset.name, dataset.quit_rule, **self._explicit)
         self._base_protocol = base
 
         # evaluation users
@@ -389,7 +389,7 @@ class RecEnv(BatchedEnv):
 
     def set_mode(self, mode: str) -> None:
         """Switch the evaluation mode (FB / NX_0 / NX_10); takes effect at the next full ``reset``."""
-        new = resolve_protocol(self._preset, self.dataset.name, self.dataset.quit_rule, **{**self._explicit,
+        new = resolve_protocol(self._protocol_name, self.dataset.name, self.dataset.quit_rule, **{**self._explicit,
                                "mode": mode})
         k_old = self._k
         self._base_protocol = new
@@ -408,7 +408,7 @@ class RecEnv(BatchedEnv):
     def effective_kwargs(self) -> dict[str, Any]:
         p = self._base_protocol
         return {
-            "preset": p["preset"],
+            "protocol": p["name"],
             "mode": p["mode"],
             "num_leave_compute": p["num_leave_compute"],
             "leave_threshold": p["leave_threshold"],
@@ -607,7 +607,7 @@ class GroundTruthRecEnv(RecEnv):
     def optimal_return(self, users: torch.Tensor | None = None) -> torch.Tensor:
         """Best achievable return per user when nobody quits: top-``max_turn`` sum (NX) / ``max_turn`` x max (FB).
 
-        Exact only when the quit rule never fires (e.g. the synthetic presets, M=0 distance rule).
+        Exact only when the quit rule never fires (e.g. the synthetic protocols, M=0 distance rule).
         """
         u = self.users_pool if users is None else users
         rows = self.gt[u].float()

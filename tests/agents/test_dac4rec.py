@@ -23,7 +23,7 @@ FAST = {"batch_size": 32, "hidden": (32, 32), "tracker_hidden": 16, "emb_dim": 8
 @pytest.fixture(scope="module")
 def env():
     return gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=8, vectorization_mode="vector_entry_point",
-                        preset="easyrl4rec", dataset_kwargs={"n_users": 60, "n_items": 60})
+                        protocol="easyrl4rec", dataset_kwargs={"n_users": 60, "n_items": 60})
 
 
 def test_vp_schedule_matches_the_paper_formula():
@@ -148,7 +148,7 @@ def test_act_shapes_devices_mask_and_wrapper_equivalence(env):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_acts_on_cuda():
     cuda_env = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=4, vectorization_mode="vector_entry_point",
-                            preset="easyrl4rec", device="cuda", dataset_kwargs={"n_users": 40, "n_items": 60})
+                            protocol="easyrl4rec", device="cuda", dataset_kwargs={"n_users": 40, "n_items": 60})
     agent = make_agent("dac4rec", cuda_env, seed=0, energy_steps=1, **FAST)
     agent.learn(cuda_env, 1)
     obs, info = cuda_env.reset(seed=0)
@@ -205,7 +205,7 @@ def test_train_svd_embeddings_use_only_the_logs(env):
 def test_roler_preset_masks_repeats():
     """ROLeR protocol (NX_0): the agent only picks allowed items, so no episode repeats an item."""
     roler = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=8, vectorization_mode="vector_entry_point",
-                         preset="roler", dataset_kwargs={"n_users": 60, "n_items": 60})
+                         protocol="roler", dataset_kwargs={"n_users": 60, "n_items": 60})
     agent = make_agent("dac4rec", roler, seed=0, energy_steps=1, **FAST)
     agent.learn(roler, 2)  # evaluation would raise on a masked (repeated) item
     assert roler.unwrapped.mode == "NX_0" and agent.history[-1]["Length"] == pytest.approx(30.0)

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def small_env(num_envs: int = 8, **kw):
-    return gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=num_envs, preset="roler",
+    return gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=num_envs, protocol="roler",
                         dataset_kwargs=SMALL, **kw)
 
 
@@ -95,7 +95,7 @@ def test_a2c_presets_default_to_ranking_settings_and_accept_overrides(env):
 def test_env_kwargs_reach_the_interactive_training_env(env):
     agent = make_agent("mopo", env, num_envs=4, n_steps=2, eval_every=0, env_kwargs={"lambda_u": 0.7}, **FAST)
     train, _ = agent._envs(env, None)
-    assert train.shaping["lambda_u"] == 0.7 and train.shaping["preset"] == "mopo"
+    assert train.shaping["lambda_u"] == 0.7 and train.shaping["reward_preset"] == "mopo"
     with pytest.raises(ValueError, match="env_kwargs applies to train_env='interactive' only"):
         make_agent("gt", env, env_kwargs={"lambda_u": 0.7})
     with pytest.raises(ValueError, match="env_kwargs must be a dict"):
@@ -256,7 +256,7 @@ def test_a2c_preset_learns_on_synthetic_short(name, budget_var, budget, min_opt_
     from recgym.data.synthetic import optimal_return, random_return
 
     torch.set_num_threads(1)
-    e = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=100, preset="roler")
+    e = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=100, protocol="roler")
     gt = e.unwrapped.dataset.ground_truth
     opt, rnd = optimal_return(gt, 30).mean, random_return(gt, 30).mean
     agent = make_agent(name, e, seed=0, eval_every=0, eval_episodes=300, progress=False)
@@ -282,7 +282,7 @@ def test_a2c_gt_and_r3s_full_synthetic_check():
 
     torch.set_num_threads(1)
     budget = int(os.environ.get("RECGYM_SLOW_A2C_BUDGET", 600_000))
-    e = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=100, preset="roler")
+    e = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=100, protocol="roler")
     opt = optimal_return(e.unwrapped.dataset.ground_truth, 30).mean
     res = {}
     for name in ("gt", "r3s", "random", "popularity"):
@@ -297,13 +297,13 @@ def test_a2c_gt_and_r3s_full_synthetic_check():
 
 
 def test_interactive_preset_trains_in_world_model_env_and_evaluates_in_ground_truth(env):
-    from recgym.agents.common import make_matching_env
+    from recgym.envs.derive import matching_env
 
-    inter = make_matching_env(env, "InteractiveRec", num_envs=4, preset="roler")
+    inter = matching_env(env, "InteractiveRec", num_envs=4, reward_preset="roler")
     assert inter.spec.id == "InteractiveRec-Synthetic-v0"
-    assert inter.spec.kwargs["protocol"] == "roler" and inter.spec.kwargs["preset"] == "roler"
-    back = make_matching_env(inter, "GroundTruthRec", num_envs=2)
-    assert back.spec.id == "GroundTruthRec-Synthetic-v0" and back.spec.kwargs["preset"] == "roler"
+    assert inter.spec.kwargs["protocol"] == "roler" and inter.spec.kwargs["reward_preset"] == "roler"
+    back = matching_env(inter, "GroundTruthRec", num_envs=2)
+    assert back.spec.id == "GroundTruthRec-Synthetic-v0" and back.spec.kwargs["protocol"] == "roler"
     agent = make_agent("roler", env, num_envs=4, eval_every=0, **FAST)
     agent.learn(env, 4 * 30)
     assert agent.env_steps == 120 and len(agent.history) == 1

@@ -28,7 +28,7 @@ SMALL = {"dataset_kwargs": {"n_users": 60, "n_items": 80, "seed": 3}}
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("report_runs")
     s = suite_from_flags([ENV], ["tiny_random", "tiny_crash"], [0, 1, 2], 48, eval_episodes=8, num_envs=8,
-                         env_kwargs=SMALL, agent_config={"history_every": 16}, name="rep", preset="dorl")
+                         env_kwargs=SMALL, agent_config={"history_every": 16}, name="rep", protocol="dorl")
     specs = [dataclass_replace(sp, published_dataset="KuaiRec", published_method="DORL") for sp in s.runs()]
     res = run_grid(specs, root, progress=False, tensorboard=False)
     assert [r.status for r in res] == ["done"] * 3 + ["failed"] * 3
@@ -48,7 +48,7 @@ def _results(runs: Path) -> list[dict]:
 def test_tables_are_mean_and_sample_std_over_seeds(runs: Path) -> None:
     tables = build_tables(collect_runs(runs))
     (t,) = tables
-    assert t.env == ENV and t.preset == "dorl" and [r["agent"] for r in t.rows] == ["tiny_random"]
+    assert t.env == ENV and t.protocol == "dorl" and [r["agent"] for r in t.rows] == ["tiny_random"]
     row = t.rows[0]
     assert row["n"] == 3 and row["seeds"] == [0, 1, 2]
     res = _results(runs)

@@ -158,7 +158,7 @@ def test_suite_validation_names_the_line(tmp_path: Path) -> None:
         "agent": (text.replace('name = "tiny_random"', 'name = "no_such_agent"'), "unknown agent 'no_such_agent'"),
         "env": (text.replace(f'id = "{ENV}"', 'id = "GroundTruthRec-Nowhere-v0"'), "unknown env id"),
         "field": (text.replace("eval_episodes = 8", "eval_episodes = 8\nevall_every = 3"), "unknown field 'evall_every'"),
-        "preset": (text.replace('name = "syn"', 'name = "syn"\npreset = "bogus"'), "unknown preset 'bogus'"),
+        "protocol": (text.replace('name = "syn"', 'name = "syn"\nprotocol = "bogus"'), "unknown protocol 'bogus'"),
         "budget": (text.replace("train_budget = 16", "train_budget = -1"), "train_budget must be an integer >= 1"),
     }
     for key, (body, message) in cases.items():
@@ -168,7 +168,7 @@ def test_suite_validation_names_the_line(tmp_path: Path) -> None:
             load_suite(path)
         msg = str(err.value)
         assert message in msg, (key, msg)
-        needle = {"agent": "no_such_agent", "env": "Nowhere", "field": "evall_every", "preset": "bogus",
+        needle = {"agent": "no_such_agent", "env": "Nowhere", "field": "evall_every", "protocol": "bogus",
                   "budget": "train_budget = -1"}[key]
         line = next(i for i, ln in enumerate(body.splitlines(), start=1) if needle in ln)
         assert msg.startswith(f"{path}:{line}: "), (key, msg)

@@ -41,8 +41,8 @@ def test_import_recgym_is_light_and_module_prefixed_make_works():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
     code = (
-        "import gymnasium as gym; env = gym.make('recgym:GroundTruthRec-Synthetic-v0', preset='roler'); "
-        "obs, info = env.reset(seed=0); print(env.spec.kwargs['num_leave_compute'], info['protocol']['preset'])"
+        "import gymnasium as gym; env = gym.make('recgym:GroundTruthRec-Synthetic-v0', protocol='roler'); "
+        "obs, info = env.reset(seed=0); print(env.spec.kwargs['num_leave_compute'], info['protocol']['name'])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -62,17 +62,17 @@ def _check_single(env_id: str, **kw) -> None:
 
 def test_check_env_synthetic_all_presets():
     for preset in ("dorl", "roler", "easyrl4rec"):
-        _check_single("GroundTruthRec-Synthetic-v0", preset=preset)
+        _check_single("GroundTruthRec-Synthetic-v0", protocol=preset)
 
 
 def test_make_vec_synthetic_is_the_batched_env_and_checks():
-    venv = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=4, device="cpu", preset="easyrl4rec")
+    venv = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=4, device="cpu", protocol="easyrl4rec")
     assert type(venv).__name__ == "GroundTruthRecEnv" and venv.num_envs == 4
     kw = venv.spec.kwargs
-    assert (kw["preset"], kw["mode"], kw["num_leave_compute"], kw["leave_threshold"]) == ("easyrl4rec", "FB", 1, 0.0)
+    assert (kw["protocol"], kw["mode"], kw["num_leave_compute"], kw["leave_threshold"]) == ("easyrl4rec", "FB", 1, 0.0)
     check_vector_env(venv, n_steps=20)
-    with pytest.raises(ValueError, match="unknown preset 'bogus'"):
-        gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=2, preset="bogus")
+    with pytest.raises(ValueError, match="unknown protocol 'bogus'"):
+        gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=2, protocol="bogus")
 
 
 @pytest.mark.parametrize("tag", ["Coat", "Yahoo", "ML1M", "KuaiRand", "KuaiRec"])
@@ -84,7 +84,7 @@ def test_real_data_envs(tag):
     ds = load_dataset(DATASET_IDS[tag], data_dir=root)
     env_id = f"GroundTruthRec-{tag}-v0"
     _check_single(env_id, dataset=ds)
-    venv = gym.make_vec(env_id, num_envs=3, dataset=ds, preset="dorl")
+    venv = gym.make_vec(env_id, num_envs=3, dataset=ds, protocol="dorl")
     check_vector_env(venv, n_steps=8)
     if tag == "Coat":
         # plain gym.make by id (the loader reads the files itself)
