@@ -93,3 +93,17 @@ def test_sb3_discrete_a2c_runs(synthetic):
     model = A2C("MlpPolicy", venv, n_steps=8, policy_kwargs={"net_arch": [32]}, seed=0, device="cpu")
     model.learn(400)
     assert np.isfinite(model.logger.name_to_value["train/value_loss"])
+
+
+def test_continuous_wrapper_refuses_nan_and_inf_actions(synthetic):
+    env = GroundTruthRecEnv(synthetic, num_envs=3, protocol="roler")
+    wrapped = ContinuousItemActionWrapper(env, item_embeddings=svd_item_embeddings(torch.rand(20, synthetic.n_items), 4))
+    wrapped.reset(seed=0)
+    good = torch.zeros(3, 4)
+    for bad_value in (float("nan"), float("inf")):
+        act = good.clone()
+        act[1, 2] = bad_value
+        with pytest.raises(ValueError, match=r"actions of envs \[1\] contain NaN or inf"):
+            wrapped.step(act)
+    obs, r, *_ = wrapped.step(good)  # the env is untouched by the refused steps
+    assert (obs["step"] == 1).all()
