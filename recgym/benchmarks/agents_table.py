@@ -30,9 +30,11 @@ import os
 import time
 from typing import Any
 
+from recgym.data.registry import dataset_info
+
 AGENTS = ("gt", "r3s", "dorl", "mopo", "mbpo", "roler", "ucb", "epsilon_greedy", "random", "popularity",
           "top_rated", "bcq", "cql", "crr", "sqn", "exp_rsft", "sb3_ppo", "sb3_sac", "sb3_td3")
-DATA_IDS = {"coat": "Coat", "yahoo": "Yahoo", "synthetic": "Synthetic", "kuairec": "KuaiRec", "kuairand": "KuaiRand"}
+DATA_IDS = {n: dataset_info(n).env_tag for n in ("coat", "yahoo", "synthetic", "kuairec", "kuairand")}
 A2C = ("gt", "r3s", "dorl", "mopo", "mbpo", "roler")
 OFFLINE = ("bcq", "cql", "crr", "sqn", "exp_rsft")
 SB3 = ("sb3_ppo", "sb3_sac", "sb3_td3")

@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recgym.data.registry import QUIT_RULES
+
 REWARD_KINDS = ("rating", "click", "watch_ratio", "binary", "latent")
-QUIT_RULES = ("distance", "category")
 
 
 @dataclass
@@ -21,7 +22,8 @@ class LoggedDataset:
     """A recommendation dataset split the way the interactive-recommendation protocol needs it.
 
     Attributes:
-        name: registry name (``coat``, ``yahoo``, ``kuairand``, ``kuairec``, ``ml1m``, ``ml1m_noisy``, ``synthetic``).
+        name: canonical name in `recgym.data.registry` (``coat``, ``yahoo``, ``kuairand``, ``kuairec``, ``ml1m``,
+            ``ml1m_noisy``, ``synthetic``, or a name registered later).
         n_users, n_items: sizes of the id spaces (ids are ``0..n-1``).
         train: biased logs, columns ``user, item, reward`` (+ ``time`` when the source has it). The only
             interactions world models and offline agents may see.

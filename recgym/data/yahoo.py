@@ -1,6 +1,6 @@
 """Yahoo! R3 (Marlin & Zemel 2009, Webscope ``ydata-ymusic-rating-study-v1_0``): 15,400 users x 1,000 songs.
 
-Files (``<data>/yahoo_r3/``, licence needed, see `recgym.data.cache.YAHOO_HINT`):
+Files (``<data>/yahoo_r3/``, licence needed, see the ``access_hint`` of its `recgym.data.catalog` entry):
 ``ydata-ymusic-rating-study-v1_0-train.txt`` (311,704 self-selected ratings, MNAR) and ``...-test.txt``
 (54,000 ratings: users 1..5,400 rated 10 randomly chosen songs each), tab-separated ``user item rating``,
 1-based ids, ratings 1..5. Ids become 0-based; the 5,400 test users are users 0..5,399.

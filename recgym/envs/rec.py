@@ -53,6 +53,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
 from recgym.data.base import LoggedDataset
+from recgym.data.registry import protocol_key
 from recgym.envs.core import BatchedEnv, SingleEnvAdapter, as_action_tensor, check_action_range
 
 __all__ = [
@@ -116,10 +117,9 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
 
 
 def _dataset_key(name: str) -> str:
-    key = name.lower().replace("-", "").replace("_", "")
-    if key.startswith("ml1m"):
-        return "ml1m"
-    return {"yahoor3": "yahoo", "kuairandpure": "kuairand"}.get(key, key)
+    # Key of the per-dataset tables here and in interactive.py: the registry's canonical name (of the base
+    # dataset for variants: ml1m_noisy -> ml1m).
+    return protocol_key(name)
 
 
 def resolve_protocol(

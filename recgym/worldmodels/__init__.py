@@ -32,20 +32,13 @@ WORLD_MODELS: tuple[str, ...] = tuple(_KINDS)
 
 _log = logging.getLogger(__name__)
 
-# (dataset, kind) -> lighter default configs for the large sets, so a first fit stays feasible on 2 CPU cores
-# (used by the InteractiveRec envs and the quality benchmark when no config is given; see `default_config`).
-DATASET_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
-    ("yahoo", "deepfm"): {"epochs": 1, "n_negatives": 2, "batch_size": 8192},
-    ("yahoo", "diffusion"): {"epochs": 20, "batch_size": 256, "n_samples": 8},
-    ("yahoo", "mf"): {"epochs": 60},
-    ("kuairand", "deepfm"): {"embed_dim": 4, "epochs": 1, "n_negatives": 2, "batch_size": 8192},
-    ("kuairand", "diffusion"): {"epochs": 10, "batch_size": 256, "n_samples": 8},
-}
-
-
 def default_config(kind: str, dataset_name: str) -> dict[str, Any] | None:
-    """The `DATASET_DEFAULTS` entry for (dataset, kind), or None (the config class defaults)."""
-    return DATASET_DEFAULTS.get((dataset_name, kind))
+    """The dataset's registered default config for world-model ``kind`` (``DatasetInfo.model_defaults``: lighter
+    configs for the large sets, so a first fit stays feasible on 2 CPU cores), or None (the config class
+    defaults). Used by the InteractiveRec envs and the quality benchmark when no config is given."""
+    from recgym.data.registry import model_defaults
+
+    return model_defaults(dataset_name, kind) or None
 
 
 def world_model_class(kind: str) -> type[WorldModel]:
@@ -117,6 +110,11 @@ def load_world_model(path: str | os.PathLike[str], kind: str | None = None, data
 
 
 def __getattr__(name: str) -> Any:
+    if name == "DATASET_DEFAULTS":  # (dataset, kind) -> config overrides, read from the dataset registry
+        from recgym.data.registry import registered_datasets
+
+        return {(i.name, k): dict(v) for i in registered_datasets() for k, v in i.model_defaults.items()
+                if k in _KINDS}
     lazy = {"DeepFMEnsemble": "deepfm", "DiffusionWorldModel": "diffusion", "MFWorldModel": "mf", "KNNShaping": "knn"}
     if name in lazy:
         return world_model_class(lazy[name])

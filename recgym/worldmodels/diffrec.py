@@ -130,19 +130,11 @@ class DiffRecConfig:
 
 
 def default_config(dataset_name: str) -> DiffRecConfig:
-    """The default config per dataset: REFERENCE settings for ML-1M, small fast ones for the small sets."""
-    name = dataset_name.lower()
-    if name == "ml1m":
-        return DiffRecConfig()
-    if name == "ml1m_noisy":
-        # DiffRec's released ml-1m_noisy model: 5 steps, scale 0.5, min 0.001, max 0.01, no reweighting
-        return DiffRecConfig(steps=5, noise_scale=0.5, noise_min=0.001, noise_max=0.01, reweight=False)
-    if name == "yahoo":
-        return DiffRecConfig(hidden=(600, 200, 600), max_epochs=100, eval_every=5, patience=20)
-    if name in ("coat", "synthetic"):
-        # Small catalogues: a one-hidden-layer model trains in seconds on a CPU.
-        return DiffRecConfig(hidden=(200,), steps=10, batch_size=100, max_epochs=40, eval_every=5, patience=15)
-    return DiffRecConfig()
+    """The dataset's registered ``model_defaults["diffrec"]`` (small fast settings for small catalogues, DiffRec's
+    released ml-1m_noisy model), else the class defaults (DiffRec's ML-1M settings)."""
+    from recgym.data.registry import model_defaults
+
+    return DiffRecConfig(**model_defaults(dataset_name, "diffrec"))
 
 
 # ----------------------------------------------------------------------------------------------- data

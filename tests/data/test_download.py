@@ -259,7 +259,8 @@ def test_shared_coat_folder_passes_content_checks() -> None:
 def test_tar_gz_layout_kuairand(server: _Server, data: Path) -> None:
     import tarfile
 
-    from recgym.data.download import _KUAIRAND_LOG_HEADER, MemberCheck
+    from recgym.data.catalog import _KUAIRAND_LOG_HEADER
+    from recgym.data.download import MemberCheck
 
     rows = "\n".join(f"{u},{u % 7},20220422,1200,1650600000000,{u % 2},0,0,0,0,0,1,5000,10000,0,0,0,1,1"
                      for u in range(50))
