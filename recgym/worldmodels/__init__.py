@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from recgym.data.registry import model_defaults, registered_datasets
 from recgym.worldmodels.base import (
     NotFittedError,
     WorldModel,
@@ -36,8 +37,6 @@ def default_config(kind: str, dataset_name: str) -> dict[str, Any] | None:
     """The dataset's registered default config for world-model ``kind`` (``DatasetInfo.model_defaults``: lighter
     configs for the large sets, so a first fit stays feasible on 2 CPU cores), or None (the config class
     defaults). Used by the InteractiveRec envs and the quality benchmark when no config is given."""
-    from recgym.data.registry import model_defaults
-
     return model_defaults(dataset_name, kind) or None
 
 
@@ -111,8 +110,6 @@ def load_world_model(path: str | os.PathLike[str], kind: str | None = None, data
 
 def __getattr__(name: str) -> Any:
     if name == "DATASET_DEFAULTS":  # (dataset, kind) -> config overrides, read from the dataset registry
-        from recgym.data.registry import registered_datasets
-
         return {(i.name, k): dict(v) for i in registered_datasets() for k, v in i.model_defaults.items()
                 if k in _KINDS}
     lazy = {"DeepFMEnsemble": "deepfm", "DiffusionWorldModel": "diffusion", "MFWorldModel": "mf", "KNNShaping": "knn"}

@@ -141,7 +141,7 @@ def test_third_party_dataset_needs_one_registry_entry(toy_dataset):
     assert spec.kwargs == {"dataset": "toy"} and "InteractiveRec-Toy-v0" not in gym.registry
     assert load_dataset("Toy").n_items == 3
 
-    venv = gym.make_vec("GroundTruthRec-Toy-v0", num_envs=2, preset="roler", max_turn=3)
+    venv = gym.make_vec("GroundTruthRec-Toy-v0", num_envs=2, protocol="roler", max_turn=3)
     obs, info = venv.reset(seed=0)
     assert info["protocol"]["dataset"] == "toy" and info["protocol"]["source"] == "fallback"
     users = obs["user"]
@@ -152,7 +152,7 @@ def test_third_party_dataset_needs_one_registry_entry(toy_dataset):
     assert not terminated.any() and not truncated.any()
     check_vector_env(venv, n_steps=6)
 
-    env = gym.make("GroundTruthRec-Toy-v0", preset="roler", max_turn=3)
+    env = gym.make("GroundTruthRec-Toy-v0", protocol="roler", max_turn=3)
     obs, _ = env.reset(seed=1)
     total = 0.0
     for item in (0, 1, 2):  # no repeats, M=0: nobody quits, the episode is truncated after max_turn
