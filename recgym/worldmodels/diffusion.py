@@ -94,12 +94,12 @@ class Schedule:
     """
 
     def __init__(self, steps: int, scale: float, lo: float, hi: float, device: torch.device) -> None:
-        sched = NoiseSchedule("linear-var", steps, scale * lo, scale * hi, min_first_beta=1e-5, device=device)
-        f = torch.float32
-        self.abar = sched.table("alphas_cumprod", f)
-        self.coef_x0 = sched.table("posterior_mean_coef1", f)
-        self.coef_xt = sched.table("posterior_mean_coef2", f)
-        self.post_std = sched.table("posterior_variance").clamp_min(0).sqrt().to(f)
+        sched = NoiseSchedule("linear-var", steps, scale * lo, scale * hi, min_first_beta=1e-5)  # on the CPU
+        f = {"device": device, "dtype": torch.float32}
+        self.abar = sched.table("alphas_cumprod").to(**f)
+        self.coef_x0 = sched.table("posterior_mean_coef1").to(**f)
+        self.coef_xt = sched.table("posterior_mean_coef2").to(**f)
+        self.post_std = sched.table("posterior_variance").clamp_min(0).sqrt().to(**f)
         self.steps = steps
 
 
