@@ -85,9 +85,10 @@ from recgym.agents.common import (
     seeded,
     to_device_obs,
 )
-from recgym.agents.diffusion_policy import DiffusionActor, EnergyModel, cep_loss, mish_mlp
+from recgym.agents.diffusion_policy import DiffusionActor, EnergyModel, cep_loss
 from recgym.agents.logged import ORDERS, LoggedTransitions, build_logged_transitions
 from recgym.agents.trackers import TRACKERS, TrackerConfig, make_tracker
+from recgym.nn.diffusion import mlp as mish_mlp
 
 ALGOS = ("dac", "sac", "td3")
 ACTORS = ("diffusion", "gaussian", "deterministic")

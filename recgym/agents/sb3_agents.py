@@ -195,8 +195,8 @@ def _family(env: Any) -> str:
 
 def _factory(name: str):
     def factory(env: Any, **config: Any) -> SB3Agent:
-        # issue 8: DiffusionDenoise envs (guidance / residual actions) are handled by recgym.agents.denoise_sb3
-        from recgym.agents.denoise_sb3 import is_denoise_env, make_denoise_sb3
+        # issue 8: DiffusionDenoise envs (guidance / residual actions) are handled by recgym.agents.denoise.sb3
+        from recgym.agents.denoise.sb3 import is_denoise_env, make_denoise_sb3
 
         if is_denoise_env(env):
             return make_denoise_sb3(name, env, **config)

@@ -1,7 +1,7 @@
 """`recgym pretrain diffrec --data ml1m`: pre-train (or load) DiffRec and print it next to EASE and MostPop.
 
 All three are scored with the DiffRec protocol (Recall / NDCG @10 / @20 on valid and test; see
-`recgym.worldmodels.diffrec`). Heavy modules are imported inside the command.
+`recgym.recommenders`). Heavy modules are imported inside the command.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def diffrec(
     from rich.console import Console
     from rich.table import Table
 
+    from recgym import recommenders as dr
     from recgym.data import load_dataset
-    from recgym.worldmodels import diffrec as dr
 
     if threads > 0:
         torch.set_num_threads(threads)

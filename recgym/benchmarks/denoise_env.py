@@ -64,13 +64,8 @@ def bench_env(data: str, batch: int, device: str, mode: str, episodes: int, data
 def bench_pretrain_epoch(data: str, device: str, epochs: int = 2, data_dir: str | None = None) -> dict[str, Any]:
     """Seconds per DiffRec training epoch (default config for ``data``, no evaluation)."""
     from recgym.data import load_dataset
-    from recgym.worldmodels.diffrec import (
-        DiffRec,
-        _ImportanceSampler,
-        default_config,
-        diffusion_loss,
-        make_splits,
-    )
+    from recgym.recommenders import DiffRec, default_config, make_splits
+    from recgym.recommenders.train import _ImportanceSampler, diffusion_loss
 
     ds = load_dataset(data, data_dir=data_dir)
     cfg = default_config(ds.name)
@@ -95,7 +90,7 @@ def bench_pretrain_epoch(data: str, device: str, epochs: int = 2, data_dir: str 
         _sync(dev)
         times.append(time.perf_counter() - t0)
     t1 = time.perf_counter()
-    from recgym.worldmodels.diffrec import evaluate_diffrec
+    from recgym.recommenders import evaluate_diffrec
 
     evaluate_diffrec(model, sp, which=("valid",))
     _sync(dev)

@@ -49,13 +49,7 @@ def load_model(device: str, log: Any = print) -> tuple[Any, Any, str]:
     """(DiffRec, dataset, where-it-came-from) for ML-1M clean, from the cache when possible."""
     from recgym.data import load_dataset
     from recgym.data.paths import cache_dir
-    from recgym.worldmodels.diffrec import (
-        DiffRec,
-        checkpoint_path,
-        default_config,
-        fit_or_load_diffrec,
-        make_splits,
-    )
+    from recgym.recommenders import DiffRec, checkpoint_path, default_config, fit_or_load_diffrec, make_splits
 
     ds = load_dataset("ml1m")
     cfg = default_config("ml1m")
@@ -78,7 +72,7 @@ def load_model(device: str, log: Any = print) -> tuple[Any, Any, str]:
 
 def subset_splits(splits: Any, n: int, seed: int = 0) -> Any:
     """The same splits restricted to ``n`` random users (all when n <= 0)."""
-    from recgym.worldmodels.diffrec import DiffRecSplits
+    from recgym.recommenders import DiffRecSplits
 
     if n <= 0 or n >= splits.n_users:
         return splits
@@ -91,7 +85,8 @@ def pretrain_epoch(model: Any, splits: Any, device: str, seed: int = 0) -> float
     """Seconds of one DiffRec pre-training epoch (AdamW, batch 400, importance-sampled t) on a model copy."""
     import copy
 
-    from recgym.worldmodels.diffrec import DiffRec, _ImportanceSampler, diffusion_loss
+    from recgym.recommenders import DiffRec
+    from recgym.recommenders.train import _ImportanceSampler, diffusion_loss
 
     net = copy.deepcopy(model.denoiser).to(device).train()
     for p in net.parameters():
@@ -138,7 +133,7 @@ def measure_memory(which: str, args: argparse.Namespace) -> dict[str, float]:
     torch.set_num_threads(args.threads)
     device = args.device
     model, ds, _ = load_model(device, log=lambda s: None)
-    from recgym.worldmodels.diffrec import make_splits
+    from recgym.recommenders import make_splits
 
     splits = make_splits(ds, model.config.valid_fraction, model.config.split_seed)
     env = make_env(model, ds, device, args.batch)  # built in both runs so that the setup is the same
@@ -224,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = args.device
     t_start = time.perf_counter()
     model, ds, source = load_model(device)
-    from recgym.worldmodels.diffrec import EASE, MostPop, evaluate_diffrec, evaluate_scores, make_splits
+    from recgym.recommenders import EASE, MostPop, evaluate_diffrec, evaluate_scores, make_splits
 
     splits = make_splits(ds, model.config.valid_fraction, model.config.split_seed)
     ev_splits = subset_splits(splits, args.eval_users)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from recgym.benchmarks.refit_table import print_report, subset_splits
-from recgym.worldmodels.diffrec import DiffRecSplits
+from recgym.recommenders import DiffRecSplits
 
 
 def test_subset_splits_is_a_fixed_row_subset() -> None:

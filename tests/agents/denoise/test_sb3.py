@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from recgym.agents import make_agent
-from recgym.agents.denoise_sb3 import DenoiseSB3Agent
+from recgym.agents.denoise.sb3 import DenoiseSB3Agent
 
 denoise = pytest.importorskip("recgym.envs.denoise")
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from recgym.agents.denoise_common import (
+from recgym.agents.denoise.common import (
     exp_reward_weights,
     gaussian_kl_same_std,
     gaussian_log_prob,

@@ -11,7 +11,7 @@ its factory hands over to `make_denoise_sb3` here, so ``make_agent("sb3_sac", de
   state projected on the same item-factor directions, instead of the 2 n_items + 1 raw floats.
 - Reward: the env's terminal reward (RACS by default), 0 before the last of the T steps; ``budget`` counts env
   transitions (SB3 ``total_timesteps``; one vector step of the env is ``num_envs`` of them).
-- Evaluation (`evaluate`): DiffRec protocol (`recgym.worldmodels.diffrec.evaluate_scores`): each user's full
+- Evaluation (`evaluate`): DiffRec protocol (`recgym.recommenders.ranking.evaluate_scores`): each user's full
   training row is the input, the chain runs T steps with the actor's deterministic action at every step, and the
   final x_0 ranks the items (train masked on valid; train + valid on test).
 
@@ -28,14 +28,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from recgym.agents.base import AgentConfig
 from recgym.data.cache import atomic_write
 
 
 @dataclass
-class DenoiseSB3Config:
-    """SAC / TD3 settings for the denoising chain."""
+class DenoiseSB3Config(AgentConfig):
+    """SAC / TD3 settings for the denoising chain (``budget`` counts env transitions)."""
 
-    seed: int = 0
     lr: float = 3e-4
     gamma: float = 0.99
     net_arch: tuple[int, ...] = (256, 256)
@@ -47,7 +47,6 @@ class DenoiseSB3Config:
     action_noise: float = 0.1  # td3 exploration noise std (in action units)
     guidance_dim: int | None = None  # featurizer directions; default: the env's guidance_dim
     tensorboard_log: str | None = None
-    progress: bool = True
     device: str | None = None
 
 
@@ -134,15 +133,18 @@ class DenoiseSB3Agent:
 
     def evaluate(self, which: tuple[str, ...] = ("valid", "test")) -> dict[str, dict[str, float]]:
         """DiffRec-protocol Recall/NDCG@10/20 of the steered chain."""
-        from recgym.worldmodels.diffrec import evaluate_scores
+        from recgym.recommenders.ranking import evaluate_scores
 
         return evaluate_scores(lambda x, u: self.scores(x), self.env.splits, (10, 20), self.device,
                                self.env.model.config.eval_batch_size, which)
 
     # -- learning ---------------------------------------------------------------------------------
 
-    def learn(self, env: Any = None, budget: int = 10_000, logger: Any = None) -> None:
-        """``budget`` env transitions of SB3 training; logs ``train/episode_reward`` per finished batch."""
+    def learn(self, env: Any = None, budget: int = 10_000, logger: Any = None, eval_env: Any = None) -> None:
+        """``budget`` env transitions of SB3 training; logs ``train/episode_reward`` per finished batch.
+
+        ``eval_env`` is accepted for the `Agent` protocol and not used (evaluation ranks the env's splits).
+        """
         from stable_baselines3.common.callbacks import BaseCallback
 
         class _Log(BaseCallback):

@@ -1,7 +1,9 @@
-"""Pure-torch building blocks shared by the denoising-chain fine-tuners (ReFiT, DDPO, RWFT).
+"""What the denoising-chain fine-tuners (ReFiT, DDPO, RWFT) share: their config, their agent plumbing and the
+pure-torch pieces of their losses.
 
-The reverse diffusion chain of a DiffRec denoiser is treated as an MDP (REFERENCE.md §4): state (t, x_t), action
-x_{t-1}, terminal reward r(x_0). The policy is a Gaussian ``N(mu_theta(x_t, t), std^2 I)`` around the trainable
+The reverse diffusion chain of a DiffRec denoiser is treated as an MDP (as in ReFiT, "Fine-Tuning
+Diffusion-Based Recommender Systems via Reinforcement Learning with Reward Function Optimization",
+arXiv:2511.06937): state (t, x_t), action x_{t-1}, terminal reward r(x_0). The policy is a Gaussian ``N(mu_theta(x_t, t), std^2 I)`` around the trainable
 denoiser's posterior mean with an *exploration* std (DiffRec's own posterior std, ~8e-4, is far too small to
 explore with).
 
@@ -12,20 +14,76 @@ catalogue-independent. ``reduce="sum"`` is the exact log-density of the n_items-
 multiplies every policy-gradient term by n_items (with Adam this mostly cancels, but it changes the balance with
 the regularisers and the meaning of the PPO ratio).
 
-Everything here is a function of tensors only (no env, no host round-trip), so it runs on any device and can be
-unit-tested on hand-computed small Gaussians.
+`ChainFinetunerConfig` holds the fields the three algorithms share (each algorithm's config adds only its own);
+`ChainFinetuner` is the agent around a trainable copy of the env's denoiser (sampling, model selection on
+validation, save / load) and `DenoiseBridge` what it takes from a ``DiffusionDenoise-*`` env. The loss pieces
+(`gaussian_log_prob`, `group_advantages`, `reinforce_loss`, `ppo_clip_loss`, `exp_reward_weights`,
+`sample_chain`, ...) are functions of tensors only (no env, no host round-trip), so they run on any device and
+are unit-tested on hand-computed small Gaussians.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from recgym.agents.base import AgentConfig, BudgetUnit
+
 _LOG_2PI = math.log(2.0 * math.pi)
+SELECT_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+
+
+@dataclass
+class ChainFinetunerConfig(AgentConfig):
+    """Settings ReFiT, DDPO and RWFT share; ``learn``'s budget counts iterations (one batch of chains each).
+
+    Exploration: ``samples_per_user`` chains per user, Gaussian noise of std ``explore_std`` on the last
+    ``explore_steps`` transitions (None: all T); the earlier ones follow the posterior mean (the reasons and
+    measurements are in docs/DESIGN.md). ``lr`` 1e-4 (Adam): ReFiT's published 1e-3 random-walked the weights
+    away from the pre-trained optimum here. Model selection: every ``eval_every`` iterations (0: never) the
+    policy is scored on the validation split by ``select_metric`` (the whole split, so ``eval_episodes`` is not
+    used); with ``keep_best`` the best weights are restored at the end of `learn`. ``device`` must be the env's
+    (None: the env's).
+    """
+
+    budget_unit: ClassVar[BudgetUnit] = "iterations"
+
+    eval_every: int = 20
+    iterations: int = 200  # the default budget of `learn`
+    lr: float = 1e-4
+    samples_per_user: int = 32
+    explore_std: float = 0.02
+    explore_steps: int | None = 1
+    log_prob_reduce: str = "mean"
+    max_grad_norm: float | None = 1.0
+    select_metric: str = "recall@20"
+    keep_best: bool = True
+    log_every: int = 1
+    device: str | None = None
+
+    agent: ClassVar[str] = "chain"  # the agent name that errors name
+
+    def __post_init__(self) -> None:
+        agent = self.agent
+        for name in ("iterations", "samples_per_user", "log_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < (0 if name == "iterations" else 1):
+                raise ValueError(f"{agent}: {name}={v!r}; expected a positive integer")
+        if not self.lr > 0:
+            raise ValueError(f"{agent}: lr={self.lr}; expected > 0")
+        if not self.explore_std > 0:
+            raise ValueError(f"{agent}: explore_std={self.explore_std}; expected > 0")
+        if self.log_prob_reduce not in ("mean", "sum"):
+            raise ValueError(f"{agent}: log_prob_reduce={self.log_prob_reduce!r}; valid values: ['mean', 'sum']")
+        if self.eval_every < 0:
+            raise ValueError(f"{agent}: eval_every={self.eval_every}; expected >= 0")
+        if self.select_metric not in SELECT_METRICS:
+            raise ValueError(f"{agent}: select_metric={self.select_metric!r}; valid values: {list(SELECT_METRICS)}")
 
 
 def _reduce_items(values: Tensor, reduce: str) -> Tensor:
@@ -137,7 +195,10 @@ def ppo_clip_loss(
 
 
 def exp_reward_weights(rewards: Tensor, temperature: float, normalize: str = "batch") -> Tensor:
-    """Exponential reward weights ``w = exp(r / lambda)`` (papers/exp_rsft.txt), normalised to mean 1.
+    """Exponential reward weights ``w = exp(r / lambda)``, normalised to mean 1.
+
+    The weights of "Robust Post-Training for Generative Recommenders: Why Exponential Reward-Weighted SFT
+    Outperforms RLHF" (arXiv:2603.10279).
 
     ``rewards``: [n_users, k]. ``normalize="batch"``: ``w_i = N softmax(r / lambda)_i`` over all N = n_users * k
     chains (so the weighted loss keeps the scale of the unweighted one); ``"user"``: the same within each user's
@@ -250,13 +311,13 @@ class ChainFinetuner:
     """Plumbing shared by ReFiT, DDPO and RWFT: the trainable copy of the env's denoiser, the optimiser,
     sampling a batch of chains, model selection on validation, logging, save/load, determinism.
 
-    Subclasses implement ``_update(batch_users, x_start, ctx, it) -> dict`` (one iteration) and set ``name``.
-    ``learn(env, budget)`` runs ``budget`` iterations (``None``: ``config.iterations``).
+    Subclasses implement ``_update(x_start, ctx, users) -> dict`` (one iteration, returns the scalars to log)
+    and set ``name``. ``learn(env, budget)`` runs ``budget`` iterations (``None``: ``config.iterations``).
     """
 
     name = "chain"
 
-    def __init__(self, env: Any, config: Any) -> None:
+    def __init__(self, env: Any, config: ChainFinetunerConfig) -> None:
         self.config = config
         self.bridge = DenoiseBridge(env, agent=self.name, samples_per_user=config.samples_per_user)
         self.device = self.bridge.device
@@ -324,9 +385,13 @@ class ChainFinetuner:
             mse = w * mse
         return mse.mean()
 
-    def learn(self, env: Any = None, budget: int | None = None, logger: Any = None) -> None:
+    def learn(self, env: Any = None, budget: int | None = None, logger: Any = None, eval_env: Any = None) -> None:
         """Run ``budget`` iterations (default ``config.iterations``); evaluate on valid every ``eval_every``
-        iterations and keep the best weights (``keep_best``)."""
+        iterations and keep the best weights (``keep_best``).
+
+        ``eval_env`` is accepted for the `Agent` protocol and not used: model selection and evaluation rank the
+        env's own validation / test splits (the DiffRec protocol), not episodes of another env.
+        """
         from recgym.agents.common import base_env, log_scalars, progress
 
         c = self.config
@@ -468,6 +533,6 @@ class DenoiseBridge:
         """DiffRec protocol on the env's splits (or on ``eval_splits`` when set)."""
         if self.eval_splits is None:
             return self.env.evaluate(policy, which=tuple(which))
-        from recgym.worldmodels.diffrec import evaluate_diffrec
+        from recgym.recommenders.diffrec import evaluate_diffrec
 
         return evaluate_diffrec(self.model, self.eval_splits, (10, 20), denoiser=policy, which=tuple(which))

@@ -1,4 +1,4 @@
-"""DiffRec: schedule, posterior, log-prob, training, the DiffRec evaluation protocol, EASE / MostPop, checkpoints."""
+"""DiffRec: schedule, posterior, log-prob, training, the ranking protocol, EASE / MostPop, the checkpoint cache."""
 
 from __future__ import annotations
 
@@ -12,16 +12,15 @@ import torch
 from torch import nn
 
 from recgym.data.base import LoggedDataset
-from recgym.worldmodels.diffrec import (
+from recgym.recommenders import (
     EASE,
     CheckpointMismatchError,
     DiffRec,
     DiffRecConfig,
     DiffRecSplits,
-    DiffusionSchedule,
     MostPop,
-    _ImportanceSampler,
     checkpoint_path,
+    diffrec_schedule,
     evaluate_diffrec,
     evaluate_scores,
     fit_or_load_diffrec,
@@ -29,6 +28,7 @@ from recgym.worldmodels.diffrec import (
     train_diffrec,
     tune_ease,
 )
+from recgym.recommenders.train import _ImportanceSampler
 from tests.conftest import require_data
 
 torch.set_num_threads(1)
@@ -49,15 +49,18 @@ def synth() -> LoggedDataset:
 # ----------------------------------------------------------------------------------------------- schedule
 
 
-def test_linear_var_schedule_hand_values() -> None:
-    s = DiffusionSchedule(3, "linear-var", noise_scale=0.1, noise_min=0.1, noise_max=0.3, beta_fixed=False)
+def test_diffrec_schedule_hand_values() -> None:
+    cfg = dict(hidden=(8,), steps=3, noise_scale=0.1, noise_min=0.1, noise_max=0.3)
+    s = diffrec_schedule(DiffRecConfig(**cfg, beta_fixed=False))
     # 1 - alpha_bar is linear: 0.01, 0.02, 0.03
     assert np.allclose(1 - s.array("alphas_cumprod"), [0.01, 0.02, 0.03], atol=1e-12)
     assert np.allclose(s.array("betas"), [0.01, 1 - 0.98 / 0.99, 1 - 0.97 / 0.98], atol=1e-12)
-    fixed = DiffusionSchedule(3, "linear-var", noise_scale=0.1, noise_min=0.1, noise_max=0.3)
+    fixed = diffrec_schedule(DiffRecConfig(**cfg))
     assert fixed.array("betas")[0] == 1e-5 and np.allclose(fixed.array("betas")[1:], s.array("betas")[1:])
-    # the ML-1M schedule: posterior std about 8e-4 (REFERENCE.md section 3)
-    ml = DiffusionSchedule(40, "linear-var", 0.005, 0.005, 0.01)
+    linear = diffrec_schedule(DiffRecConfig(**cfg, noise_schedule="linear", beta_fixed=False))
+    assert np.allclose(linear.array("betas"), [0.01, 0.02, 0.03], atol=1e-12)
+    # the ML-1M schedule: posterior std about 8e-4, far below any useful exploration noise
+    ml = diffrec_schedule(DiffRecConfig())
     std = np.exp(0.5 * ml.array("posterior_log_variance_clipped"))
     assert np.all((std > 7e-4) & (std < 9e-4))
     with pytest.raises(ValueError, match="noise_schedule"):
@@ -259,7 +262,7 @@ def test_tune_ease_picks_best_validation_lambda(synth: LoggedDataset) -> None:
 @pytest.mark.slow
 def test_ml1m_pretraining_reaches_reference_accuracy() -> None:
     require_data("ml-1m/diffrec/ml-1m_clean/train_list.npy")
-    from recgym.worldmodels.diffrec import pretrain
+    from recgym.recommenders import pretrain
 
     _, metrics = pretrain("ml1m", progress=False)
     assert metrics["test"]["Recall@20"] >= 0.17 and metrics["test"]["NDCG@20"] >= 0.11

@@ -1,25 +1,22 @@
-"""ReFiT: REINFORCE fine-tuning of a pre-trained DiffRec denoiser on the DiffusionDenoise env (REFERENCE §4).
+"""ReFiT: REINFORCE fine-tuning of a pre-trained DiffRec denoiser on the DiffusionDenoise env.
 
-The denoising chain is an MDP (state (t, x_t), action x_{t-1}, deterministic transition, reward only at the end).
-The policy is a trainable copy of the env's pre-trained denoiser, made stochastic with an exploration std:
-``pi(x_{t-1} | x_t) = N(mu_theta(x_t, t), explore_std^2 I)`` where ``mu_theta`` is DiffRec's posterior mean
-built from the copy's x0 prediction. DiffRec's own posterior std (~8e-4 on ML-1M) is far too small to explore
-with, so ``explore_std`` is a config (0.02 by default). The agent samples every stochastic x_{t-1} itself (the
-env's ``latent`` mode, whose transition is the identity on the action) and scores x_0 with the env's reward.
+After "Fine-Tuning Diffusion-Based Recommender Systems via Reinforcement Learning with Reward Function
+Optimization" (arXiv:2511.06937). The denoising chain is an MDP (state (t, x_t), action x_{t-1}, deterministic
+transition, reward only at the end). The policy is a trainable copy of the env's pre-trained denoiser, made
+stochastic with an exploration std: ``pi(x_{t-1} | x_t) = N(mu_theta(x_t, t), explore_std^2 I)`` where
+``mu_theta`` is DiffRec's posterior mean built from the copy's x0 prediction. DiffRec's own posterior std (~8e-4
+on ML-1M) is far too small to explore with, so ``explore_std`` is a config (0.02 by default). The agent samples
+every stochastic x_{t-1} itself (the env's ``latent`` mode, whose transition is the identity on the action) and
+scores x_0 with the env's reward.
 
 Which steps explore (``explore_steps``). ``None`` makes all T transitions stochastic (the full MDP). The default
 ``1`` explores only the final transition -- the one whose mean is the network's x0 prediction (posterior
-coefficient 1); the earlier ones follow the posterior mean deterministically (DiffRec inference) and are
-not part of the log-prob (their states are treated as given: no gradient through the prefix). Why: the earlier
-steps move x_t by a coefficient << 1 times the network output, so their noise barely changes the ranking
-but adds its own score-function term to the gradient; measured on ``DiffusionDenoise-Synthetic-v0`` the
-full-chain gradient averaged over 30 batches was indistinguishable from noise (|mean g| * sqrt(30) / mean |g|
-= 1.02) and every lr tried lowered the reward, while final-step exploration with 32 samples per user raised it.
-With a deterministic prefix the ``samples_per_user`` chains of a user share one network pass (they branch at
-the stochastic step), so many samples per user are cheap: the default is 32.
-
-Learning rate. The paper uses lr 1e-3 (Adam); here 1e-3 steadily lowered the reward (the noisy gradient,
-normalised by Adam, random-walks the weights away from the pre-trained optimum), 1e-4 raised it: default 1e-4.
+coefficient 1); the earlier ones follow the posterior mean deterministically (DiffRec inference) and are not
+part of the log-prob (their states are treated as given: no gradient through the prefix). Why: the earlier
+steps move x_t by a coefficient << 1 times the network output, so their noise barely changes the ranking but
+adds its own score-function term to the gradient (the measurement is in docs/DESIGN.md). With a deterministic
+prefix the ``samples_per_user`` chains of a user share one network pass (they branch at the stochastic step),
+so many samples per user are cheap: the default is 32.
 
 One iteration:
 1. ``env.reset()`` draws the next ``num_envs`` users (the batch size: 64 in the paper) with the env's
@@ -42,24 +39,24 @@ Log-prob reduction (``log_prob_reduce``): ``"mean"`` (default) averages the per-
 convention: the loss scale does not grow with the catalogue); ``"sum"`` is the exact log-density (n_items x the
 gradient; the same direction, so with Adam only the balance with the regularisers changes).
 
-Model selection: every ``eval_every`` iterations the policy is evaluated with the DiffRec protocol on the
-validation split (``select_metric``, Recall@20 by default); with ``keep_best`` the best weights are restored
-at the end of `learn`. ``evaluate(("test",))`` gives the numbers to report. Paper settings (REFERENCE §4): 200
-iterations, lr 1e-3, batch 64.
+Model selection and the shared settings are those of `ChainFinetunerConfig`; ``evaluate(("test",))`` gives the
+numbers to report. The paper's settings are 200 iterations, lr 1e-3 and batch 64; the default lr here is 1e-4
+(see `ChainFinetunerConfig`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from recgym.agents.base import build_config, register_agent
-from recgym.agents.denoise_common import (
+from recgym.agents.base import register_agent
+from recgym.agents.denoise.common import (
     ChainFinetuner,
+    ChainFinetunerConfig,
     gaussian_kl_same_std,
     gaussian_log_prob,
     group_advantages,
@@ -72,31 +69,19 @@ BASELINES = ("user", "user_mean", "batch", "none")
 
 
 @dataclass
-class ReFiTConfig:
-    """ReFiT settings (defaults: the paper's 200 iterations, lr 1e-3, batch 64)."""
+class ReFiTConfig(ChainFinetunerConfig):
+    """ReFiT's own settings: the advantage baseline and the regularisers towards the pre-trained model."""
 
-    iterations: int = 200
-    lr: float = 1e-4  # the paper's 1e-3 with Adam random-walks away from the optimum here (see docstring)
-    samples_per_user: int = 32  # chains per user (the per-user baseline needs >= 2)
-    explore_std: float = 0.02
-    explore_steps: int | None = 1  # stochastic last steps (None: all T)
+    agent: ClassVar[str] = "refit"
+
     baseline: str = "user"
     normalize_advantages: bool = False
     advantage_clip: float | None = None
-    log_prob_reduce: str = "mean"
     kl_coef: float = 0.0
     elbo_coef: float = 0.0
-    max_grad_norm: float | None = 1.0
-    eval_every: int = 20  # iterations between validation evaluations (0: never)
-    select_metric: str = "recall@20"
-    keep_best: bool = True
-    log_every: int = 1
-    seed: int = 0
-    progress: bool = True
-    device: str | None = None  # must match the env's device (None: the env's)
 
     def __post_init__(self) -> None:
-        _check_common(self, "refit")
+        super().__post_init__()
         if self.baseline not in BASELINES:
             raise ValueError(f"refit: baseline={self.baseline!r}; valid values: {list(BASELINES)}")
         if self.baseline == "user" and self.samples_per_user < 2:
@@ -105,29 +90,11 @@ class ReFiTConfig:
             raise ValueError(f"refit: kl_coef={self.kl_coef}, elbo_coef={self.elbo_coef}; expected >= 0")
 
 
-def _check_common(c: Any, agent: str) -> None:
-    """Shared range checks of the chain fine-tuners' configs (clear errors naming the field)."""
-    for name in ("iterations", "samples_per_user", "log_every"):
-        v = getattr(c, name)
-        if not isinstance(v, int) or v < (0 if name == "iterations" else 1):
-            raise ValueError(f"{agent}: {name}={v!r}; expected a positive integer")
-    if not c.lr > 0:
-        raise ValueError(f"{agent}: lr={c.lr}; expected > 0")
-    if not c.explore_std > 0:
-        raise ValueError(f"{agent}: explore_std={c.explore_std}; expected > 0")
-    if c.log_prob_reduce not in ("mean", "sum"):
-        raise ValueError(f"{agent}: log_prob_reduce={c.log_prob_reduce!r}; valid values: ['mean', 'sum']")
-    if c.eval_every < 0:
-        raise ValueError(f"{agent}: eval_every={c.eval_every}; expected >= 0")
-    if c.select_metric not in ("recall@10", "recall@20", "ndcg@10", "ndcg@20"):
-        raise ValueError(f"{agent}: select_metric={c.select_metric!r}; valid values: "
-                         "['recall@10', 'recall@20', 'ndcg@10', 'ndcg@20']")
-
-
 class ReFiT(ChainFinetuner):
     """REINFORCE on the denoising chain with a per-user / batch baseline (see the module docstring)."""
 
     name = "refit"
+    config: ReFiTConfig
 
     def _update(self, x_start: Tensor, ctx: Any, users: Tensor) -> dict[str, Tensor]:
         c = self.config
@@ -196,9 +163,4 @@ class ReFiT(ChainFinetuner):
         return stats
 
 
-def make_refit(env: Any, **config: Any) -> ReFiT:
-    """Factory for `register_agent`: ``make_agent("refit", env, **ReFiTConfig fields)``."""
-    return ReFiT(env, build_config(ReFiTConfig, config, "refit"))
-
-
-register_agent("refit", make_refit)
+register_agent("refit", ReFiTConfig, ReFiT)

@@ -1,65 +1,54 @@
 """DDPO-style PPO over the denoising steps of a pre-trained DiffRec (the image-diffusion analogue of ReFiT).
 
-Same policy as `recgym.agents.refit` (a trainable copy of the env's denoiser, Gaussian around its posterior mean
-with ``explore_std``). Per iteration: sample ``samples_per_user`` chains for each of the env's ``num_envs`` users and
-store the states and the per-step log-probs of the sampling policy; advantages are the terminal rewards
-normalised per user (``(r - mean_u) / (std_u + 1e-8)`` over the user's samples; over the batch when
-``samples_per_user == 1``) and clipped to ``[-adv_clip, adv_clip]`` (5, DDPO); then ``ppo_epochs`` passes over
-the chains in minibatches of ``minibatch_size`` chains, each minibatch accumulating the PPO clipped loss over
-all stochastic steps (one importance ratio per step and chain, ``exp(log pi_new - log pi_old)``, averaged over steps)
-before one Adam step. The ratio uses the log-prob averaged over items (``log_prob_reduce="mean"``), for which
-DDPO's clip range 1e-4 is meant; with ``"sum"`` the ratio is the n_items-th power of it, so widen the range.
+After "Training Diffusion Models with Reinforcement Learning" (arXiv:2305.13301). The policy is the one all
+chain fine-tuners share (`recgym.agents.denoise.common`: a trainable copy of the env's denoiser, Gaussian
+around its posterior mean with ``explore_std``). Per iteration: sample ``samples_per_user`` chains for each of
+the env's ``num_envs`` users and store the states and the per-step log-probs of the sampling policy; advantages
+are the terminal rewards normalised per user (``(r - mean_u) / (std_u + 1e-8)`` over the user's samples; over
+the batch when ``samples_per_user == 1``) and clipped to ``[-adv_clip, adv_clip]`` (5, DDPO); then
+``ppo_epochs`` passes over the chains in minibatches of ``minibatch_size`` chains, each minibatch accumulating
+the PPO clipped loss over all stochastic steps (one importance ratio per step and chain, ``exp(log pi_new - log
+pi_old)``, averaged over steps) before one Adam step. The ratio uses the log-prob averaged over items
+(``log_prob_reduce="mean"``, DDPO's averaging over pixels), for which DDPO's clip range 1e-4 is meant; with
+``"sum"`` the ratio is the n_items-th power of it, so widen the range.
 
-Exploration as in ReFiT (`recgym.agents.refit`): by default only the last transition is stochastic
-(``explore_steps=1``; ``None`` for all T) with ``samples_per_user=32`` samples per user sharing the
-deterministic prefix, and lr 1e-4 (the reasons and measurements are in ReFiT's docstring).
+Exploration and learning rate as for every chain fine-tuner (`ChainFinetunerConfig`): by default only the last
+transition is stochastic, with 32 samples per user sharing the deterministic prefix, lr 1e-4.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from recgym.agents.base import build_config, register_agent
-from recgym.agents.denoise_common import (
+from recgym.agents.base import register_agent
+from recgym.agents.denoise.common import (
     ChainFinetuner,
+    ChainFinetunerConfig,
     gaussian_log_prob,
     group_advantages,
     ppo_clip_loss,
     sample_chain,
     split_steps,
 )
-from recgym.agents.refit import _check_common
 
 
 @dataclass
-class DDPOConfig:
-    """DDPO settings (REFERENCE §4: mean log-prob, clip 1e-4, per-user normalised advantages clipped at 5)."""
+class DDPOConfig(ChainFinetunerConfig):
+    """DDPO's own settings: PPO clip range 1e-4 and advantages clipped at 5 (DDPO's values), epochs, minibatch."""
 
-    iterations: int = 200
-    lr: float = 1e-4  # the paper's 1e-3 with Adam random-walks away from the optimum here (see docstring)
-    samples_per_user: int = 32
-    explore_std: float = 0.02
-    explore_steps: int | None = 1  # stochastic last steps (None: all T)
+    agent: ClassVar[str] = "ddpo"
+
     clip_range: float = 1e-4
     adv_clip: float = 5.0
     ppo_epochs: int = 1
     minibatch_size: int = 512  # chains per gradient step
-    log_prob_reduce: str = "mean"
-    max_grad_norm: float | None = 1.0
-    eval_every: int = 20
-    select_metric: str = "recall@20"
-    keep_best: bool = True
-    log_every: int = 1
-    seed: int = 0
-    progress: bool = True
-    device: str | None = None  # must match the env's device (None: the env's)
 
     def __post_init__(self) -> None:
-        _check_common(self, "ddpo")
+        super().__post_init__()
         if not self.clip_range > 0 or not self.adv_clip > 0:
             raise ValueError(f"ddpo: clip_range={self.clip_range}, adv_clip={self.adv_clip}; expected > 0")
         if self.ppo_epochs < 1 or self.minibatch_size < 1:
@@ -71,6 +60,7 @@ class DDPO(ChainFinetuner):
     """PPO with per-step importance ratios over the reverse chain (see the module docstring)."""
 
     name = "ddpo"
+    config: DDPOConfig
 
     def _update(self, x_start: Tensor, ctx: Any, users: Tensor) -> dict[str, Tensor]:
         c = self.config
@@ -109,9 +99,4 @@ class DDPO(ChainFinetuner):
                 "clip_fraction": clip_sum / n_updates, "approx_kl": kl_sum / n_updates}
 
 
-def make_ddpo(env: Any, **config: Any) -> DDPO:
-    """Factory for `register_agent`: ``make_agent("ddpo", env, **DDPOConfig fields)``."""
-    return DDPO(env, build_config(DDPOConfig, config, "ddpo"))
-
-
-register_agent("ddpo", make_ddpo)
+register_agent("ddpo", DDPOConfig, DDPO)

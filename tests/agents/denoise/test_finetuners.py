@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from recgym.agents import make_agent
-from recgym.agents.ddpo import DDPO, DDPOConfig
-from recgym.agents.denoise_common import sample_chain, split_steps
-from recgym.agents.refit import ReFiT, ReFiTConfig
-from recgym.agents.rwft import RWFT, RWFTConfig
+from recgym.agents.denoise.common import ChainFinetunerConfig, sample_chain, split_steps
+from recgym.agents.denoise.ddpo import DDPO, DDPOConfig
+from recgym.agents.denoise.refit import ReFiT, ReFiTConfig
+from recgym.agents.denoise.rwft import RWFT, RWFTConfig
 
 denoise = pytest.importorskip("recgym.envs.denoise")
 
@@ -79,6 +79,46 @@ def test_make_agent_registry_and_config_errors(env) -> None:
         ReFiT(env, ReFiTConfig(device="cuda", **FAST))
 
 
+def test_one_shared_config_and_typed_registry() -> None:
+    import ast
+    import dataclasses
+    import inspect
+
+    from recgym.agents import agent_spec
+    from recgym.agents.base import AgentConfig
+    from recgym.agents.denoise import common, ddpo, refit, rwft
+
+    shared = {f.name for f in dataclasses.fields(ChainFinetunerConfig)}
+    assert issubclass(ChainFinetunerConfig, AgentConfig) and ChainFinetunerConfig.budget_unit == "iterations"
+    assert {"seed", "progress", "eval_every", "iterations", "lr", "samples_per_user", "explore_std",
+            "explore_steps", "log_prob_reduce", "max_grad_norm", "select_metric", "keep_best", "log_every",
+            "device"} <= shared
+    own = {"refit": {"baseline", "normalize_advantages", "advantage_clip", "kl_coef", "elbo_coef"},
+           "ddpo": {"clip_range", "adv_clip", "ppo_epochs", "minibatch_size"},
+           "rwft": {"temperature", "weight_norm", "target", "inner_epochs"}}
+    for name, cls, cfg in (("refit", ReFiT, ReFiTConfig), ("ddpo", DDPO, DDPOConfig), ("rwft", RWFT, RWFTConfig)):
+        assert issubclass(cfg, ChainFinetunerConfig)
+        # each algorithm declares only its own fields; the shared ones come from the base, with the base defaults
+        assert set(cfg.__annotations__) - {"agent"} == own[name]
+        assert {f.name for f in dataclasses.fields(cfg)} == shared | own[name]
+        spec = agent_spec(name)
+        assert spec.config_cls is cfg and spec.factory is cls and spec.budget_unit == "iterations"
+        assert not spec.legacy
+    assert ReFiTConfig().eval_every == 20 and DDPOConfig().lr == 1e-4
+    # no sideways imports between the algorithms: each imports only the shared module
+    for mod in (refit, ddpo, rwft):
+        tree = ast.parse(inspect.getsource(mod))
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not imported & {"recgym.agents.denoise.refit", "recgym.agents.denoise.ddpo",
+                               "recgym.agents.denoise.rwft"}, mod.__name__
+        assert common.__name__ in imported
+    # the shared checks name the agent and the field
+    with pytest.raises(ValueError, match="ddpo: explore_std=0"):
+        DDPOConfig(explore_std=0)
+    with pytest.raises(ValueError, match="rwft: select_metric='mrr'"):
+        RWFTConfig(select_metric="mrr")
+
+
 def test_chain_shares_prefix_and_replays(env) -> None:
     obs, _ = env.reset(seed=5)
     x = obs["x_t"]
@@ -101,7 +141,7 @@ def test_chain_shares_prefix_and_replays(env) -> None:
 
 def test_refit_gradient_matches_stored_trajectory(env) -> None:
     """The replayed update equals REINFORCE computed from a stored trajectory (same samples, same advantages)."""
-    from recgym.agents.denoise_common import gaussian_log_prob, group_advantages, reinforce_loss
+    from recgym.agents.denoise.common import gaussian_log_prob, group_advantages, reinforce_loss
 
     cfg = ReFiTConfig(seed=4, explore_steps=2, samples_per_user=4, max_grad_norm=None, **FAST)
     agent = ReFiT(env, cfg)

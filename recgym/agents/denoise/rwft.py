@@ -1,7 +1,8 @@
 """RWFT: exponential reward-weighted fine-tuning of a pre-trained DiffRec on its own sampled chains.
 
-The offline-style counterpart of ReFiT, after papers/exp_rsft.txt (REFERENCE §6): no policy gradient, no
-baseline, just a weighted likelihood, each sample weighted by ``w = exp(r / lambda)``. Per iteration:
+The offline-style counterpart of ReFiT, after "Robust Post-Training for Generative Recommenders: Why Exponential
+Reward-Weighted SFT Outperforms RLHF" (arXiv:2603.10279): no policy gradient, no baseline, just a weighted
+likelihood, each sample weighted by ``w = exp(r / lambda)``. Per iteration:
 
 1. sample ``samples_per_user`` chains for each of the env's ``num_envs`` users with the exploration policy
    ``N(mu_theta(x_t, t), explore_std^2 I)`` (as ReFiT) and score each x_0 with the env's terminal reward r;
@@ -22,55 +23,42 @@ baseline, just a weighted likelihood, each sample weighted by ``w = exp(r / lamb
 ``temperature`` (lambda) trades robustness for improvement (large lambda: uniform weights, plain
 self-distillation; small lambda: imitate the best sample only). Model selection on validation as ReFiT.
 
-Exploration as in ReFiT (`recgym.agents.refit`): by default only the last transition is stochastic
-(``explore_steps=1``; ``None`` for all T) with ``samples_per_user=32`` samples per user sharing the
-deterministic prefix, and lr 1e-4 (the reasons and measurements are in ReFiT's docstring).
+Exploration and learning rate as for every chain fine-tuner (`ChainFinetunerConfig`): by default only the last
+transition is stochastic, with 32 samples per user sharing the deterministic prefix, lr 1e-4.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from recgym.agents.base import build_config, register_agent
-from recgym.agents.denoise_common import (
+from recgym.agents.base import register_agent
+from recgym.agents.denoise.common import (
     ChainFinetuner,
+    ChainFinetunerConfig,
     exp_reward_weights,
     gaussian_log_prob,
     sample_chain,
     split_steps,
 )
-from recgym.agents.refit import _check_common
 
 
 @dataclass
-class RWFTConfig:
-    """RWFT settings."""
+class RWFTConfig(ChainFinetunerConfig):
+    """RWFT's own settings: the temperature lambda, how weights are normalised, the loss target, inner epochs."""
 
-    iterations: int = 200
-    lr: float = 1e-4  # the paper's 1e-3 with Adam random-walks away from the optimum here (see docstring)
-    samples_per_user: int = 32
-    explore_std: float = 0.02
-    explore_steps: int | None = 1  # stochastic last steps (None: all T)
+    agent: ClassVar[str] = "rwft"
+
     temperature: float = 0.05  # lambda in w = exp(r / lambda), in reward units (rewards lie in [0, 1])
     weight_norm: str = "user"
     target: str = "chain"
     inner_epochs: int = 1
-    log_prob_reduce: str = "mean"
-    max_grad_norm: float | None = 1.0
-    eval_every: int = 20
-    select_metric: str = "recall@20"
-    keep_best: bool = True
-    log_every: int = 1
-    seed: int = 0
-    progress: bool = True
-    device: str | None = None  # must match the env's device (None: the env's)
 
     def __post_init__(self) -> None:
-        _check_common(self, "rwft")
+        super().__post_init__()
         if not self.temperature > 0:
             raise ValueError(f"rwft: temperature={self.temperature}; expected > 0")
         if self.weight_norm not in ("batch", "user"):
@@ -85,6 +73,7 @@ class RWFT(ChainFinetuner):
     """Exponential reward-weighted fine-tuning on sampled chains (see the module docstring)."""
 
     name = "rwft"
+    config: RWFTConfig
 
     def _update(self, x_start: Tensor, ctx: Any, users: Tensor) -> dict[str, Tensor]:
         c = self.config
@@ -126,9 +115,4 @@ class RWFT(ChainFinetuner):
         return (w * mse).mean()
 
 
-def make_rwft(env: Any, **config: Any) -> RWFT:
-    """Factory for `register_agent`: ``make_agent("rwft", env, **RWFTConfig fields)``."""
-    return RWFT(env, build_config(RWFTConfig, config, "rwft"))
-
-
-register_agent("rwft", make_rwft)
+register_agent("rwft", RWFTConfig, RWFT)
