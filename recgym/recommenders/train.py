@@ -176,9 +176,10 @@ def _train(splits: DiffRecSplits, config: DiffRecConfig, device: torch.device, p
     sel = f"Recall@{config.select_k}"
     ks = tuple(sorted({10, 20, config.select_k}))
     screen = selection_users(splits, config)
-    # Under the full rule each evaluation ranks valid and test from the same chain (test costs only a top-K),
-    # so the chosen epoch's final metrics are already known; under the subset rule only valid is screened.
-    which = ("valid", "test") if screen is None else ("valid",)
+    # Each evaluation ranks valid and test from the same chain (test costs only a top-K): under the full rule
+    # the chosen epoch's final metrics are then already known, under the subset rule a candidate's final
+    # metrics need the chain only for the users outside the subset.
+    rest = None if screen is None else np.setdiff1d(np.arange(splits.n_users), screen)
     candidates = _Candidates(1 if screen is None else config.select_candidates)
     best_score, best_epoch = -1.0, 0
     history: list[dict[str, Any]] = []
@@ -205,7 +206,7 @@ def _train(splits: DiffRecSplits, config: DiffRecConfig, device: torch.device, p
         msg = f"epoch {epoch} loss {rec['loss']:.5f} ({dt:.1f}s)"
         if epoch % config.eval_every == 0 or epoch == config.max_epochs:
             t1 = time.perf_counter()
-            ev = evaluate_diffrec(model, splits, ks, which=which, users=screen)
+            ev = evaluate_diffrec(model, splits, ks, users=screen)
             rec["eval_seconds"] = time.perf_counter() - t1
             eval_time += rec["eval_seconds"]
             rec["valid"] = ev["valid"]
@@ -234,9 +235,9 @@ def _train(splits: DiffRecSplits, config: DiffRecConfig, device: torch.device, p
             log(f"ranking the {len(candidates.items)} best epochs "
                 f"{[c[1] for c in candidates.items]} on the full validation split")
         rescored = []
-        for screen_score, ep, state, _ in candidates.items:
+        for screen_score, ep, state, screened in candidates.items:
             model.denoiser.load_state_dict(state)
-            ev = evaluate_diffrec(model, splits, ks)
+            ev = _merge(screened, evaluate_diffrec(model, splits, ks, users=rest))
             rescored.append((ev["valid"][sel], ep, state, ev, screen_score))
         selection["candidates"] = [{"epoch": ep, "screen": sc, "valid": v} for v, ep, _, _, sc in rescored]
         _, best_epoch, state, chosen, _ = max(rescored, key=lambda c: (c[0], -c[1]))
@@ -252,6 +253,18 @@ def _train(splits: DiffRecSplits, config: DiffRecConfig, device: torch.device, p
     res = TrainResult(best_epoch, epochs_run, train_time, eval_time, wall, train_time / max(1, epochs_run),
                       chosen["valid"], chosen["test"], history, selection)
     return model, res
+
+
+def _merge(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """The metrics of two disjoint user sets combined: user-weighted means (what one evaluation of both gives)."""
+    out: dict[str, dict[str, float]] = {}
+    for split in a:
+        na, nb = a[split]["users"], b[split]["users"]
+        n = na + nb
+        out[split] = {k: ((a[split][k] * na if na else 0.0) + (b[split][k] * nb if nb else 0.0)) / n if n
+                      else float("nan") for k in a[split] if k != "users"}
+        out[split]["users"] = n
+    return out
 
 
 def estimate_pretrain_seconds(splits: DiffRecSplits, config: DiffRecConfig,
@@ -303,7 +316,7 @@ def estimate_pretrain_seconds(splits: DiffRecSplits, config: DiffRecConfig,
     screen = selection_users(splits, config)
     chain_s = config.steps * user_step_s  # one user's reverse chain
     screen_s = (n if screen is None else len(screen)) * chain_s
-    final_s = 0.0 if screen is None else config.select_candidates * n * chain_s
+    final_s = 0.0 if screen is None else config.select_candidates * (n - len(screen)) * chain_s
 
     def total(epochs: int) -> float:
         return epochs * epoch_s + math.ceil(epochs / config.eval_every) * screen_s + final_s
@@ -313,6 +326,8 @@ def estimate_pretrain_seconds(splits: DiffRecSplits, config: DiffRecConfig,
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     minutes, sec = divmod(round(seconds), 60)
@@ -321,7 +336,8 @@ def _duration(seconds: float) -> str:
 
 def _where(device: torch.device) -> str:
     if device.type == "cpu":
-        return f"cpu, {torch.get_num_threads()} threads"
+        n = torch.get_num_threads()
+        return f"cpu, {n} thread{'s' if n > 1 else ''}"
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return str(device)

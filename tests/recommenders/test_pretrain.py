@@ -96,7 +96,11 @@ def test_subset_rule_screens_then_picks_among_candidates(splits: DiffRecSplits, 
     for c in cands:
         assert c["screen"] == screen[c["epoch"]] and c["valid"] == pytest.approx(full_valid[c["epoch"]], abs=1e-12)
     assert res.best_epoch == max(cands, key=lambda c: (c["valid"], -c["epoch"]))["epoch"]
-    assert evaluate_diffrec(model, splits) == {"valid": res.valid, "test": res.test}
+    # the final metrics merge the screened users' with the others' (the same numbers, up to rounding)
+    direct = evaluate_diffrec(model, splits)
+    for split, got in (("valid", res.valid), ("test", res.test)):
+        assert got["users"] == direct[split]["users"]
+        assert got == pytest.approx(direct[split], abs=1e-12)
     assert res.eval_seconds > 0 and res.train_seconds > 0
     assert res.train_seconds + res.eval_seconds <= res.wall_seconds
 
@@ -138,3 +142,15 @@ def test_first_use_says_what_it_does_and_records_the_time_split(tmp_path, monkey
     with caplog.at_level(logging.INFO, logger="recgym"):
         fit_or_load_diffrec(ds, cfg, progress=False)  # cached now: silent
     assert not [r for r in caplog.records if r.name == "recgym"]
+
+
+def test_env_config_dict_overrides_the_dataset_defaults(tmp_path, monkeypatch) -> None:
+    from recgym.envs.denoise import DiffusionDenoiseEnv
+    from recgym.recommenders import default_config
+
+    monkeypatch.setenv("RECGYM_CACHE_DIR", str(tmp_path))
+    env = DiffusionDenoiseEnv("synthetic", 2, config={"hidden": [16], "steps": 3, "max_epochs": 1,
+                                                       "selection": "full"}, progress=False)
+    cfg, base = env.model.config, default_config("synthetic")
+    assert (cfg.hidden, cfg.steps, cfg.max_epochs, cfg.selection) == ((16,), 3, 1, "full")
+    assert (cfg.batch_size, cfg.eval_every, cfg.patience) == (base.batch_size, base.eval_every, base.patience)
