@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> dict:
     obs, info = ienv.reset(seed=args.seed)
     obs, r, *_ = ienv.step(act(obs, info))
     shaping = ienv.unwrapped.shaping
-    print(f"interactive env: reward preset {shaping['reward_preset']}, world model {shaping['world_model']}, "
-          f"lambda_u {shaping['lambda_u']}, first-step mean shaped reward {float(r.mean()):.3f}")
+    print(f"interactive env: reward preset {shaping.reward_preset}, world model {shaping.world_model}, "
+          f"lambda_u {shaping.lambda_u}, first-step mean shaped reward {float(r.mean()):.3f}")
     return res
 
 
