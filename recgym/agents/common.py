@@ -241,8 +241,11 @@ def learn_envs(agent: str, env: Any, eval_env: Any, train_env: TrainEnvSpec | No
     (one env cannot be both: evaluation resets it), the training env is derived from ``env`` with
     `recgym.envs.derive.training_env` (``num_envs`` parallel envs, ``overrides`` added to the spec's kwargs)
     and the evaluation runs in ``eval_env``, else in ``env``. Without a spec the agent trains in ``env`` and,
-    without ``eval_env``, evaluates in a matching GroundTruthRec env of ``eval_num_envs`` envs.
+    without ``eval_env``, evaluates in a matching GroundTruthRec env of ``eval_num_envs`` envs. ``eval_env is
+    env`` counts as no ``eval_env``.
     """
+    if eval_env is env:
+        eval_env = None
     if train_env is not None:
         if eval_env is None or env_family(env) != train_env.family:
             return training_env(env, train_env, num_envs, **overrides), (eval_env if eval_env is not None else env)

@@ -126,6 +126,8 @@ def test_learn_envs_follow_the_train_env_eval_env_contract(env):
     train, evaluation = gt._envs(env, None)  # one env: it is the evaluation env, the training env is derived
     assert evaluation is env and train is not env and train.num_envs == 4
     assert gt._envs(env, ev) == (env, ev)  # a GroundTruthRec env and an eval env: trained in as given
+    train, evaluation = gt._envs(env, env)  # the same env twice is one env: never train in the evaluation env
+    assert evaluation is env and train is not env
     r3s = make_agent("r3s", env, num_envs=4, **FAST)
     train, evaluation = r3s._envs(env, ev)  # another family than InteractiveRec: derived from env
     assert train.spec.id == "InteractiveRec-Synthetic-v0" and evaluation is ev
