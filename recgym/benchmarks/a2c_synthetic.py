@@ -1,7 +1,7 @@
 """A2C-`gt` on GroundTruthRec-Synthetic-v0 (roler protocol) against the optimal, random and popularity returns.
 
     python -m recgym.benchmarks.a2c_synthetic --budget 300000 --seeds 0 1 2 [--agent gt]
-        [--set lr=0.003 --set user_dim=32 ...] [--episodes 500] [--num-envs 100] [--device cpu]
+        [--set lr=0.003 --set "tracker={'user_dim': 32}" ...] [--episodes 500] [--num-envs 100] [--device cpu]
 
 Issue 6's check: A2C-gt must reach >= 90% of the optimal R_cumu (NX_0, no quitting, 30 steps: the mean over
 users of the sum of their 30 best ground-truth values, `recgym.data.synthetic.optimal_return`). Prints, per

@@ -53,7 +53,7 @@ def plan(name: str, scale: float, eval_episodes: int) -> tuple[dict[str, Any], i
         return {**base, "eval_every": max(1, steps // 3)}, steps
     if name in SB3:
         steps = n(6_000)
-        return {**base, "train_env": "interactive", "env_preset": "roler", "num_envs": 20,
+        return {**base, "reward_preset": "roler", "num_envs": 20,
                 "eval_every": max(1, steps // 3)}, steps
     if name in ("ucb", "epsilon_greedy"):
         return {**base, "eval_every": 3_000}, 9_000

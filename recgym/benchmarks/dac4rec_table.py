@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     unknown = [m for m in a.methods if m not in METHODS]
     if unknown:
         raise SystemExit(f"--methods: unknown {unknown}; valid: {list(METHODS)}")
-    base = {"batch_size": a.batch_size, "lr": a.lr, "tracker": a.tracker, "energy_steps": a.energy_steps}
+    base = {"batch_size": a.batch_size, "lr": a.lr, "tracker": {"kind": a.tracker}, "energy_steps": a.energy_steps}
     jobs: list[dict[str, Any]] = []
     for data in a.data:
         rows = [(m, METHODS[m], {}) for m in a.methods]
