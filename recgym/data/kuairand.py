@@ -38,7 +38,8 @@ category quit rule treats two untagged videos as alike; the MCD metric ignores i
 > 0): the ``feat`` group of ``meta["category_groups"]`` leaves that column out. DORL numbers features
 ``tag + 1`` (0 = no tag): ``meta["dorl_feature_ids"]`` gives that number for each column. When
 ``reference_dorl/feature_domination.json`` (DORL's ``feature_domination.pickle`` as JSON) is in the folder,
-``meta["majority_categories"]`` holds DORL's majority categories as column indices (`dorl_majority`).
+``meta["majority_categories"]["feat"]`` holds DORL's majority categories as positions within the ``feat``
+group's columns (`recgym.data.kuairec.dorl_majority`).
 
 Features: ``user_features`` = the numeric columns (raw), one-hot of the string columns
 (``user_active_degree`` and the ``*_range`` buckets) and the 18 ``onehot_feat*`` categorical codes as
@@ -349,8 +350,12 @@ def load_kuairand(
             ).format(**GT_CONFIG)
             extra["ground_truth_config"] = dict(GT_CONFIG, seed=seed)
         untagged_col = cat_names.index(f"tag:{UNTAGGED}") if f"tag:{UNTAGGED}" in cat_names else None
+        feat_group = [c for c in range(len(cat_names)) if c != untagged_col]
         if "feature_domination" in files:
-            extra.update(dorl_majority(files["feature_domination"], dorl_ids))
+            maj = dorl_majority(files["feature_domination"], dorl_ids)
+            pos = {c: k for k, c in enumerate(feat_group)}  # positions within the "feat" group's columns
+            maj["majority_categories"] = {"feat": [pos[c] for c in maj["majority_categories"]["feat"] if c in pos]}
+            extra.update(maj)
         return LoggedDataset(
             name="kuairand",
             n_users=n_users,
@@ -373,7 +378,7 @@ def load_kuairand(
                 "category_method": "video tags (video_features_basic_pure.csv, column tag); untagged videos share "
                 "tag -1 (DORL, EasyRL4Rec)",
                 # MCD ignores the shared untagged category, as DORL counts only features > 0
-                "category_groups": {"feat": [c for c in range(len(cat_names)) if c != untagged_col]},
+                "category_groups": {"feat": feat_group},
                 "untagged_category": untagged_col,
                 "dorl_feature_ids": dorl_ids,
                 "n_items_without_tag": n_untagged,

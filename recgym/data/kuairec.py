@@ -30,7 +30,8 @@ counted in ``meta["ground_truth"]`` (and ``meta["gt_missing_cells"]`` / ``meta["
 Categories: one column per tag id present in ``item_categories.csv``, named ``tag:<id>``;
 ``meta["dorl_feature_ids"]`` holds DORL's numbering (``tag + 1``). When ``reference_dorl/feature_domination.json``
 (DORL's ``feature_domination.pickle`` as JSON: ``{"feat": [[feature id, share], ...]}``) is in the folder,
-``meta["majority_categories"]`` holds DORL's majority categories as column indices (`dorl_majority`): the
+``meta["majority_categories"]["feat"]`` holds DORL's majority categories as column indices (`dorl_majority`;
+the ``feat`` group of ``meta["category_groups"]`` is every column, so these are also its positions): the
 shares DORL computed on its normalised watch ratios (threshold 0.6), which recgym's clipped watch ratios
 cannot reproduce.
 """

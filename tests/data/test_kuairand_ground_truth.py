@@ -121,3 +121,18 @@ def test_untagged_videos_share_category_minus_one(kuairand: KuaiRandFixture, roo
     env.step(torch.tensor([75]))
     _, _, term, _, _ = env.step(torch.tensor([90]))
     assert bool(term[0])
+
+
+def test_dorl_majority_as_positions_in_the_feat_group(root: Path) -> None:
+    import json
+
+    ds = load_kuairand(root, use_cache=False)
+    ids, col = ds.meta["dorl_feature_ids"], ds.meta["untagged_category"]
+    assert col == 0  # tag -1 sorts first
+    ref = root / "kuairand_pure" / "reference_dorl"
+    ref.mkdir()
+    # normalised 0.5, 0.25, 0.25: cumulative 0.5, 0.75 <= 0.8: columns 5 and 2, i.e. positions 4 and 1 of "feat"
+    (ref / "feature_domination.json").write_text(json.dumps({"feat": [[ids[5], 0.2], [ids[2], 0.1], [ids[7], 0.1]]}))
+    ds = load_kuairand(root, use_cache=False)
+    assert ds.meta["majority_categories"] == {"feat": [4, 1]}
+    assert [ds.meta["category_groups"]["feat"][k] for k in (4, 1)] == [5, 2]
