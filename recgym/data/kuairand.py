@@ -16,13 +16,14 @@ is_profile_enter,is_rand,tab``. Repeated (user, video) rows are real repeated ex
 
 Ground truth (``ground_truth=`` of `load_kuairand`; ``meta["ground_truth"]`` says which one was used):
 
-- ``dorl_csv``: DORL's shipped ``MF_results_GT/kuairand_is_click.csv`` (in ``<data>/kuairand_pure/``),
+- ``dorl_csv``: DORL's ``MF_results_GT/kuairand_is_click.csv`` (in its data archive ``environments.tar.gz``,
+  linked from DORL-codes' README, under ``environments/KuaiRand_Pure/``; put it in ``<data>/kuairand_pure/``),
   header ``user_id,item_id,value``, one row per (user, video) pair (27,285 x 7,583 = 207 M rows), the matrix
   the published DORL KuaiRand numbers were measured on. Read as DORL's ``KuaiRand.py`` ``load_mat`` does
   (a sparse matrix made dense: a missing pair is 0, a repeated pair is summed, no clipping), but streamed in
   chunks of ``chunk_rows`` rows straight into one float32 matrix (0.83 GB for the real shape), so the load
-  never holds the 207 M-row table: `read_ground_truth_csv`. Counts of missing and repeated pairs and the
-  load time are in ``meta["ground_truth"]``.
+  never holds the 207 M-row table: `read_ground_truth_csv`. Counts of missing and repeated pairs are in
+  ``meta["ground_truth"]``, the rows read and the load time in ``meta["ground_truth_load"]``.
 - ``mf`` (the fallback when the file is absent): a biased matrix factorisation ``mu + b_u + c_i + p_u . q_i``
   (rank 10, ridge 5 on factors and biases, 10 ALS sweeps, least squares on the observed 0/1 clicks of the
   random log; numpy/scipy) predicts every cell, clipped to [0, 1] (a click probability estimate), float32.
@@ -304,8 +305,9 @@ def load_kuairand(
     if ground_truth == "dorl_csv" and csv_path is None:
         raise DataNotFoundError(
             f"kuairand: missing file {GT_FILE!r} (searched {dataset_dir('kuairand', data_dir) / GT_FOLDER}); it is "
-            "DORL's ground truth (https://github.com/chongminggao/DORL-codes, environments/KuaiRand_Pure/"
-            "MF_results_GT/); put it there, or use ground_truth='mf' for recgym's fallback"
+            "DORL's ground truth, in the data archive its README links (https://github.com/chongminggao/DORL-codes, "
+            "environments.tar.gz: environments/KuaiRand_Pure/MF_results_GT/); put it there, or use "
+            "ground_truth='mf' for recgym's fallback"
         )
     use_csv = csv_path is not None and ground_truth != "mf"
     if use_csv:
