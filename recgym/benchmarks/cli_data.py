@@ -182,6 +182,9 @@ def info_cmd(
         for k in ("heldout_rmse", "heldout_mae", "distance_rows", "missing_cells", "duplicate_pairs"):
             if k in provenance:
                 table.add_row(f"ground_truth_{k}", _fmt(provenance[k]))
+    pct = ds.meta.get("gt_column_distance_percentiles")
+    if isinstance(pct, dict) and "p50" in pct:
+        table.add_row("item_distance_median", _fmt(float(pct["p50"])))
     if "ground_truth_method" in ds.meta:
         table.add_row("ground_truth_method", str(ds.meta["ground_truth_method"]))
     _console.print(table)

@@ -163,6 +163,9 @@ def test_cli_info_says_which_ground_truth(root: Path) -> None:
     flat = _flat(res.output)
     assert "ground_truth_comparable_to_publishedyes" in flat and "RL4Recyahoo_pseudoGT_ratingM.ascii" in flat
     assert "ground_truth_distance_rows15" in flat
+    m = np.clip(np.round(_pseudo_gt()), 1, 5)
+    median = float(np.median(_all_row_distances(m)[np.triu_indices(N_ITEMS, 1)]))
+    assert f"item_distance_median{median:.4g}" in flat  # over all 15 rows
 
 
 def test_cli_download_yahoo_accept_licence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
