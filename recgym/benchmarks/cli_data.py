@@ -118,6 +118,19 @@ def info_cmd(
     if gt is not None:
         table.add_row("ground_truth_mean", _fmt(float(np.mean(gt, dtype=np.float64))))
         table.add_row("ground_truth_positive_share", _fmt(float((gt >= ds.positive_threshold).mean())))
+    provenance = ds.meta.get("ground_truth")
+    if isinstance(provenance, dict):
+        table.add_row("ground_truth", str(provenance.get("source", "")))
+        comparable = provenance.get("comparable_to_published")
+        table.add_row("ground_truth_comparable_to_published", "yes" if comparable else "NO")
+        if provenance.get("note"):
+            table.add_row("ground_truth_note", str(provenance["note"]))
+        for k in ("heldout_rmse", "heldout_mae", "distance_rows", "missing_cells", "duplicate_pairs"):
+            if k in provenance:
+                table.add_row(f"ground_truth_{k}", _fmt(provenance[k]))
+    pct = ds.meta.get("gt_column_distance_percentiles")
+    if isinstance(pct, dict) and "p50" in pct:
+        table.add_row("item_distance_median", _fmt(float(pct["p50"])))
     if "ground_truth_method" in ds.meta:
         table.add_row("ground_truth_method", str(ds.meta["ground_truth_method"]))
     _console.print(table)
@@ -136,9 +149,14 @@ def info_cmd(
 
 @app.command("download")
 def download_cmd(
-    name: str = typer.Argument(..., help="coat, ml1m, kuairand or kuairec (yahoo needs a licence)"),
+    name: str = typer.Argument(..., help="coat, ml1m, kuairand or kuairec (yahoo: see --accept-licence)"),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="data root (default: $RECGYM_DATA_DIR)"),
     force: bool = typer.Option(False, "--force", help="download again even if the folder is complete"),
+    accept_licence: bool = typer.Option(
+        False, "--accept-licence",
+        help="yahoo only: you hold the Yahoo! Webscope R3 licence and its files are in place; fetch RL4Rec's "
+        "pseudo ground truth (yahoo_pseudoGT_ratingM.ascii) that the published Yahoo numbers use",
+    ),
 ) -> None:
     """Download a dataset from its official host, verify it, and unpack it atomically."""
     key = _check_name(name)
@@ -148,12 +166,16 @@ def download_cmd(
     from recgym.data.download import DownloadError, download
 
     try:
-        path = download(dataset_info(key).variant_of or key, data_dir=data_dir, force=force)
+        path = download(dataset_info(key).variant_of or key, data_dir=data_dir, force=force,
+                        accept_licence=accept_licence)
     except DownloadError as exc:  # includes LicenceRequiredError (yahoo)
         _fail(str(exc))
         return
     except ValueError as exc:
         _fail(str(exc))
+        return
+    if key == "yahoo":
+        typer.echo(f"yahoo: RL4Rec's pseudo ground truth is in {path}; GroundTruthRec-Yahoo-v0 now uses it")
         return
     typer.echo(f"{key}: ready in {path}")
     if key in ("ml1m", "ml1m_noisy"):

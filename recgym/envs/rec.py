@@ -271,7 +271,7 @@ class RecEnv(BatchedEnv):
         if p["quitting"] and p["quit_rule"] == "distance" and self._item_dist is None:
             src = self._distance_source
             if src is None:
-                src = self.dataset.ground_truth
+                src = self.dataset.quit_distance_source()
             if src is None:
                 raise ValueError(f"{self.dataset.name}: distance quit rule needs a ground-truth matrix")
             self._item_dist = _cached_distances(src, self.device)
@@ -482,7 +482,7 @@ class GroundTruthRecEnv(RecEnv):
         if "reward_range" not in kwargs:
             kwargs["reward_range"] = (float(np.min(ds.ground_truth)), float(np.max(ds.ground_truth)))
         self._reward_range = kwargs["reward_range"]
-        kwargs.setdefault("distance_source", ds.ground_truth)
+        kwargs.setdefault("distance_source", ds.quit_distance_source())
         super().__init__(ds, num_envs, **kwargs)
         self.gt = gt.to(self.device)
         self._gt_flat = self.gt.reshape(-1)
@@ -491,6 +491,8 @@ class GroundTruthRecEnv(RecEnv):
 
     def _set_protocol(self, base: Protocol) -> None:
         super()._set_protocol(base)
+        if "ground_truth" in self.dataset.meta:  # provenance: comparable to the published numbers or a fallback
+            self.protocol["ground_truth"] = dict(self.dataset.meta["ground_truth"])
         if hasattr(self, "gt"):
             self.protocol["gt_dtype"] = str(self.gt.dtype).replace("torch.", "")
 

@@ -16,7 +16,7 @@ from recgym.data.synthetic import load_synthetic, optimal_return, random_return
 from tests.conftest import require_data
 
 runner = CliRunner()
-NAMES = ("coat", "yahoo", "kuairand", "kuairec", "ml1m", "ml1m_noisy", "synthetic")
+NAMES = ("coat", "yahoo", "kuairand", "kuairec", "ml1m", "ml1m_noisy", "ml1m_easyrl4rec", "synthetic")
 
 
 def _flat(text: str) -> str:
