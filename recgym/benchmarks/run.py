@@ -315,11 +315,11 @@ def _train_and_evaluate(spec: RunSpec, logger: RunLogger, opened: list[Any]) -> 
 
     registered = agent_spec(spec.agent)
     seed_everything(spec.seed)
-    train_env, eval_env = build_envs(spec, None if registered.legacy else registered.train_env)
+    train_env, eval_env = build_envs(spec, registered.train_env)
     opened += [eval_env] + ([train_env] if train_env is not eval_env else [])
     train_env.reset(seed=spec.seed)
     agent = build_agent(spec, train_env)
-    if registered.legacy and spec.eval_env_id is None:  # old-style agents: learn(env, budget, logger)
+    if registered.legacy and train_env is eval_env:  # old-style agents: learn(env, budget, logger), as before
         agent.learn(train_env, spec.train_budget, logger)
     else:
         agent.learn(train_env, spec.train_budget, logger, eval_env=eval_env)
