@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--world-model", default="mf",
-                   help="InteractiveRec world model: mf (fast), deepfm, diffusion (the r3s preset's own), knn")
+                   help="InteractiveRec world model: mf (fast), deepfm, diffusion (the r3s reward preset's own), knn")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> dict:
     obs, info = ienv.reset(seed=args.seed)
     obs, r, *_ = ienv.step(act(obs, info))
     shaping = ienv.unwrapped.shaping
-    print(f"interactive env: reward preset {shaping['reward_preset']}, world model {shaping['world_model']}, "
-          f"lambda_u {shaping['lambda_u']}, first-step mean shaped reward {float(r.mean()):.3f}")
+    print(f"interactive env: reward preset {shaping.reward_preset}, world model {shaping.world_model}, "
+          f"lambda_u {shaping.lambda_u}, first-step mean shaped reward {float(r.mean()):.3f}")
     return res
 
 

@@ -1,7 +1,9 @@
-"""Helpers shared by the rec-env agents: env inspection, seeding, checkpoints, logging, evaluation.
+"""Helpers shared by the rec-env agents: env inspection, training / evaluation envs, seeding, checkpoints,
+logging, evaluation.
 
 Kept small and free of policy logic: each agent module stays readable on its own (CleanRL style) and only
-borrows the plumbing from here.
+borrows the plumbing from here. Env-family knowledge (which env a world-model method trains in) is in
+`recgym.envs.derive`; `learn_envs` applies it to the ``learn(env, budget, eval_env=...)`` contract.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from gymnasium import spaces
 from tqdm import tqdm
 
 from recgym.data.cache import atomic_write
-from recgym.envs.derive import base_env, env_family, matching_env
+from recgym.envs.derive import TrainEnvSpec, base_env, env_family, matching_env, training_env
 from recgym.progress import progress_bar
 
 
@@ -35,8 +37,6 @@ class RecEnvSpec:
     device: torch.device
     reward_range: tuple[float, float]
     dataset: Any  # the env's LoggedDataset (None when the env does not expose one)
-    dataset_name: str | None  # registry name used in env ids, e.g. "Synthetic", "Coat"
-    env_kwargs: dict[str, Any]  # protocol kwargs the env was made with (protocol, mode, N, M, ...)
 
 
 def rec_env_spec(env: Any, agent: str) -> RecEnvSpec:
@@ -69,12 +69,10 @@ def rec_env_spec(env: Any, agent: str) -> RecEnvSpec:
     rr = getattr(inner, "reward_bounds", None)
     if rr is None:
         rr = _reward_range_from(dataset)
-    spec_kwargs = dict(getattr(getattr(env, "spec", None), "kwargs", None) or {})
     return RecEnvSpec(
         n_users=n_users, n_items=n_items, history_len=history_len, max_turn=max_turn,
         num_envs=int(getattr(env, "num_envs", 1)), device=torch.device(getattr(inner, "device", "cpu")),
         reward_range=(float(rr[0]), float(rr[1])), dataset=dataset,
-        dataset_name=getattr(inner, "dataset_name", None), env_kwargs=spec_kwargs,
     )
 
 
@@ -232,6 +230,37 @@ def reset_done(env: Any, obs: Any, info: dict[str, Any], done: torch.Tensor) -> 
     if base_env(env).metadata.get("autoreset_mode") == AutoresetMode.DISABLED and bool(done.any()):
         return env.reset(options={"reset_mask": done})
     return obs, info
+
+
+def learn_envs(agent: str, env: Any, eval_env: Any, train_env: TrainEnvSpec | None, num_envs: int,
+               eval_num_envs: int, **overrides: Any) -> tuple[Any, Any]:
+    """The (training env, evaluation env) of ``learn(env, budget, eval_env=eval_env)`` for an agent that steps
+    its training env.
+
+    ``env`` is the training env and ``eval_env`` the evaluation env. For direct use, an agent registered with a
+    training-env spec ``train_env`` (a world-model method, or ``gt``) may be given its *evaluation* env
+    instead: when ``env`` is of another family than ``train_env.family``, or when no ``eval_env`` is given
+    (one env cannot be both: evaluation resets it), the training env is derived from ``env`` with
+    `recgym.envs.derive.training_env` (``num_envs`` parallel envs, ``overrides`` added to the spec's kwargs)
+    and the evaluation runs in ``eval_env``, else in ``env``. Without a spec the agent trains in ``env`` and,
+    without ``eval_env``, evaluates in a matching GroundTruthRec env of ``eval_num_envs`` envs. ``eval_env is
+    env`` counts as no ``eval_env``.
+    """
+    if eval_env is env:
+        eval_env = None
+    if train_env is not None:
+        if eval_env is None or env_family(env) != train_env.family:
+            return training_env(env, train_env, num_envs, **overrides), (eval_env if eval_env is not None else env)
+        given = dict(getattr(getattr(env, "spec", None), "kwargs", None) or {})
+        clash = {k: (given[k], v) for k, v in train_env.kwargs.items() if k in given and given[k] != v}
+        if clash:
+            raise ValueError(f"{agent}: the training env given to learn() was made with "
+                             f"{ {k: g for k, (g, _) in clash.items()} }, this agent trains with "
+                             f"{ {k: w for k, (_, w) in clash.items()} }")
+        return env, eval_env
+    if eval_env is not None:
+        return env, eval_env
+    return env, matching_env(env, "GroundTruthRec", num_envs=eval_num_envs)
 
 
 def evaluation_env_for(env: Any, eval_env: Any, num_envs: int = 100) -> Any:

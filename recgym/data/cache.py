@@ -144,7 +144,7 @@ def _jsonable(obj: Any) -> Any:
 # ----------------------------------------------------------------------------------------------- npz cache
 
 _FRAMES = ("train", "test", "valid")
-_ARRAYS = ("ground_truth", "item_categories", "item_features", "user_features")
+_ARRAYS = ("ground_truth", "item_categories", "item_features", "user_features", "distance_source")
 
 
 def save_parsed(ds: LoggedDataset, stem: Path) -> None:
@@ -264,6 +264,7 @@ def load_parsed(stem: Path) -> LoggedDataset:
             category_names=list(header["category_names"]),
             item_features=arrays.get("item_features"),
             user_features=arrays.get("user_features"),
+            distance_source=arrays.get("distance_source"),
             reward_kind=header["reward_kind"],
             positive_threshold=float(header["positive_threshold"]),
             quit_rule=header["quit_rule"],

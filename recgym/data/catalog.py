@@ -105,7 +105,11 @@ YAHOO = DatasetInfo(
         "Apply for it at https://webscope.sandbox.yahoo.com/ (catalogue 'Ratings', dataset "
         "\"R3 - Yahoo! Music ratings for User Selected and Randomly Selected songs\"), unpack the archive you "
         f"receive and put its files in {{folder}}/ : {', '.join(_YAHOO_FILES)} (the readme files may go there "
-        "too). Then `load_dataset('yahoo')` finds them (set RECGYM_DATA_DIR or pass data_dir= to use another root)."
+        "too). Then `load_dataset('yahoo')` finds them (set RECGYM_DATA_DIR or pass data_dir= to use another root). "
+        "With the licence and those files in place, `recgym data download yahoo --accept-licence` (or "
+        "download('yahoo', accept_licence=True)) fetches RL4Rec's yahoo_pseudoGT_ratingM.ascii, the pseudo ground "
+        "truth the published Yahoo numbers use; without it recgym falls back to its own, non-comparable ground "
+        "truth."
     ),
     origin="https://webscope.sandbox.yahoo.com/ (R3)",
     licence="Yahoo! Webscope licence: apply; no redistribution, no automatic download",
@@ -287,6 +291,24 @@ ML1M_NOISY = DatasetInfo(
                                 "reweight": False}},
 )
 
+ML1M_EASYRL4REC = DatasetInfo(
+    name="ml1m_easyrl4rec",
+    env_tag="ML1MEasyRL4Rec",
+    variant_of="ml1m",
+    loader="recgym.data.ml1m:load_ml1m",
+    loader_kwargs={"source": "easyrl4rec"},
+    folder="ml-1m",
+    files=("ml-1m/raw/ratings.dat", "ml-1m/raw/movies.dat", "ml-1m/raw/users.dat"),
+    presence_files=(("ml-1m/raw/ratings.dat",),),
+    checksums=dict(_ML1M_RAW_SHA256),
+    checksum_prefixes=("ml-1m/raw/",),
+    ground_truth="completed",
+    quit_rule="distance",
+    env_families=("GroundTruthRec", "InteractiveRec"),
+    origin="EasyRL4Rec's MovieLens-1M env: 6-factor MF of ratings.dat as the ground truth",
+    licence=_ML1M_LICENCE,
+)
+
 # ---------------------------------------------------------------------------------------------------- synthetic
 
 SYNTHETIC = DatasetInfo(
@@ -301,7 +323,7 @@ SYNTHETIC = DatasetInfo(
     model_defaults={"diffrec": _SMALL_DIFFREC},
 )
 
-BUILTIN: tuple[DatasetInfo, ...] = (COAT, YAHOO, KUAIRAND, KUAIREC, ML1M, ML1M_NOISY, SYNTHETIC)
+BUILTIN: tuple[DatasetInfo, ...] = (COAT, YAHOO, KUAIRAND, KUAIREC, ML1M, ML1M_NOISY, ML1M_EASYRL4REC, SYNTHETIC)
 
 for _info in BUILTIN:
     register_dataset(_info)

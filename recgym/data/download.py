@@ -7,7 +7,11 @@ only then moves them into ``<data_dir>/<folder>`` with `os.replace`. A failure a
 untouched; only the resumable ``.part`` file stays behind in the downloads cache.
 
 Yahoo! R3 is licensed through Yahoo! Webscope and cannot be downloaded: `download("yahoo")` raises
-`LicenceRequiredError` saying where to apply and where to put the files.
+`LicenceRequiredError` saying where to apply and where to put the files. Once they are in place,
+`download("yahoo", accept_licence=True)` fetches RL4Rec's pseudo-ground-truth matrix
+``yahoo_pseudoGT_ratingM.ascii`` (derived from the licensed data, so only for users who hold the licence) from
+the public link in RL4Rec's README (https://github.com/BetsyHJ/RL4Rec) into the same folder; no checksum is
+published for it, so its content is checked (1,000 numbers per line, at least 5,400 lines).
 
 Only the standard library is used for HTTP (``urllib``), so no extra dependency is needed.
 """
@@ -33,6 +37,7 @@ from recgym.data.registry import (
     ExtraFile,
     MemberCheck,
     Source,
+    dataset_info,
     find_dataset,
     normalize_name,
     registered_datasets,
@@ -41,12 +46,14 @@ from recgym.progress import progress_bar
 
 __all__ = [
     "SOURCES",
+    "YAHOO_PSEUDO_GT",
     "DownloadError",
     "ExtraFile",
     "LicenceRequiredError",
     "MemberCheck",
     "Source",
     "download",
+    "download_yahoo_pseudo_gt",
     "verify_folder",
 ]
 
@@ -85,6 +92,21 @@ SOURCES: Mapping[str, Source] = _Sources()
 
 def _licence_message(info: DatasetInfo, target: Path) -> str:
     return info.access_hint.format(folder=target)
+
+
+YAHOO_PSEUDO_GT_FILE = "yahoo_pseudoGT_ratingM.ascii"
+
+# RL4Rec's pseudo ground truth for Yahoo! R3 (the matrix the published DORL / ROLeR / EasyRL4Rec Yahoo numbers use):
+# the archive linked from RL4Rec's README ("download here, unzip and put it in ./data/"). The file is searched for
+# by name anywhere in the archive (or the link serves it directly); only that file is installed.
+YAHOO_PSEUDO_GT = Source(
+    name="yahoo",
+    url="https://surfdrive.surf.nl/files/index.php/s/U8bh3zzzaDdlR5u/download",
+    homepage="https://github.com/BetsyHJ/RL4Rec",
+    archive="rl4rec-yahoo-data.zip",
+    strip="",
+    checks=(MemberCheck(YAHOO_PSEUDO_GT_FILE, min_bytes=5_400 * 1_000, n_fields=1_000, min_lines=5_400),),
+)
 
 
 # --------------------------------------------------------------------------------------------------- hashing
@@ -266,13 +288,13 @@ def _check_member(root: Path, check: MemberCheck, dataset: str) -> None:
     size = path.stat().st_size
     if size < check.min_bytes:
         raise DownloadError(f"{dataset}: {check.path} has {size} bytes, expected at least {check.min_bytes}")
-    if check.header is None and check.n_lines is None and check.n_fields is None:
+    if check.header is None and check.n_lines is None and check.n_fields is None and check.min_lines is None:
         return
     with path.open("rb") as f:
         first = f.readline().rstrip(b"\r\n").decode("latin-1")
         if check.header is not None and first != check.header:
             raise DownloadError(f"{dataset}: {check.path} line 1 is {first[:120]!r}, expected header {check.header!r}")
-        if check.n_lines is None and check.n_fields is None:
+        if check.n_lines is None and check.n_fields is None and check.min_lines is None:
             return
         n = 1 if first.strip() else 0
         lineno = 1
@@ -289,6 +311,8 @@ def _check_member(root: Path, check: MemberCheck, dataset: str) -> None:
                                     f"expected {check.n_fields}")
     if check.n_lines is not None and n != check.n_lines:
         raise DownloadError(f"{dataset}: {check.path} has {n} non-empty lines, expected {check.n_lines}")
+    if check.min_lines is not None and n < check.min_lines:
+        raise DownloadError(f"{dataset}: {check.path} has {n} non-empty lines, expected at least {check.min_lines}")
 
 
 def verify_folder(name: str, data_dir: str | os.PathLike[str] | None = None,
@@ -329,14 +353,21 @@ def _install(staged: Path, target: Path) -> None:
 
 def download(name: str, data_dir: str | os.PathLike[str] | None = None, force: bool = False,
              progress: bool = True, *, sources: Mapping[str, Source] | None = None, retries: int = 3,
-             timeout: float = 60.0, keep_archive: bool = False) -> Path:
+             timeout: float = 60.0, keep_archive: bool = False, accept_licence: bool = False) -> Path:
     """Download, verify and unpack dataset ``name`` into ``<data_dir>/<folder>``; return that folder.
 
-    ``name``: coat, ml1m, kuairand or kuairec (yahoo raises `LicenceRequiredError` saying how to get it).
+    ``name``: coat, ml1m, kuairand or kuairec. ``yahoo`` raises `LicenceRequiredError` saying how to get the
+    Webscope files; with ``accept_licence=True`` (the caller holds the Webscope licence) and those files in
+    place it fetches RL4Rec's pseudo-ground-truth matrix into the Yahoo folder instead (`download_yahoo_pseudo_gt`).
     An already complete folder is left alone unless ``force``. ``sources`` replaces the table of hosts (tests
     point it at a local server). Raises `DownloadError` when a transfer, checksum or content check fails; the
     target folder is then untouched and only a resumable ``.part`` file remains in ``<cache>/downloads``.
     """
+    info = find_dataset(name)
+    if info is not None and info.name == "yahoo" and accept_licence:
+        src = (sources or {}).get("yahoo", YAHOO_PSEUDO_GT)
+        return download_yahoo_pseudo_gt(data_dir, force=force, progress=progress, source=src, retries=retries,
+                                        timeout=timeout)
     src = _source(name, sources, data_dir)
     root = data_root(data_dir)
     target = root / src.folder
@@ -377,6 +408,63 @@ def download(name: str, data_dir: str | os.PathLike[str] | None = None, force: b
         shutil.rmtree(staging, ignore_errors=True)
     if not keep_archive:
         archive.unlink(missing_ok=True)
+    return target
+
+
+def download_yahoo_pseudo_gt(data_dir: str | os.PathLike[str] | None = None, *, force: bool = False,
+                             progress: bool = True, source: Source = YAHOO_PSEUDO_GT, retries: int = 3,
+                             timeout: float = 60.0) -> Path:
+    """Fetch RL4Rec's ``yahoo_pseudoGT_ratingM.ascii`` into ``<data_dir>/yahoo_r3/``; return that folder.
+
+    Call it only if you hold the Yahoo! Webscope R3 licence: the matrix is derived from the licensed ratings, and
+    the Webscope train/test files must already be in the folder (else `LicenceRequiredError` says how to get
+    them). The link serves an archive (the file is taken from wherever it is inside) or the file itself. A file
+    already there and passing the content checks is kept unless ``force``. Nothing is written to the folder
+    unless the file passes its checks; then it is moved in with one `os.replace`.
+    """
+    root = data_root(data_dir)
+    info = dataset_info("yahoo")
+    target = root / str(info.folder)
+    missing = [f for f in info.files if not (root / f).is_file()]
+    if missing:
+        raise LicenceRequiredError(
+            f"yahoo: the Webscope files {missing} are not in {target}; RL4Rec's {YAHOO_PSEUDO_GT_FILE} is derived "
+            "from them and is only fetched once they are in place. " + _licence_message(info, target)
+        )
+    if not force:
+        try:
+            for check in source.checks:
+                _check_member(target, check, "yahoo")
+            return target
+        except DownloadError:
+            pass  # missing or incomplete: (re)download
+    downloads = cache_dir() / "downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    fetched = _fetch_verified(source.url, downloads / source.archive, source.checksum, progress=progress,
+                              timeout=timeout, retries=retries, size_hint=source.size_bytes, what="yahoo")
+    staging = Path(tempfile.mkdtemp(prefix=".yahoo_r3.download-", dir=target))
+    try:
+        out = staging / YAHOO_PSEUDO_GT_FILE
+        if zipfile.is_zipfile(fetched):
+            with zipfile.ZipFile(fetched) as zf:
+                names = [i for i in zf.infolist()
+                         if not i.is_dir() and PurePosixPath(i.filename).name == YAHOO_PSEUDO_GT_FILE
+                         and "__MACOSX" not in PurePosixPath(i.filename).parts]
+                if not names:
+                    raise DownloadError(f"yahoo: no {YAHOO_PSEUDO_GT_FILE} in the archive from {source.url}")
+                with zf.open(names[0]) as src, out.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, _CHUNK)
+        else:  # the link served the matrix itself
+            shutil.copyfile(fetched, out)
+        for check in source.checks:
+            _check_member(staging, check, "yahoo")
+        os.replace(out, target / YAHOO_PSEUDO_GT_FILE)
+    except BaseException:
+        fetched.unlink(missing_ok=True)  # no published checksum: a file failing the content checks is not kept
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    fetched.unlink(missing_ok=True)
     return target
 
 

@@ -80,6 +80,7 @@ class MemberCheck:
     header: str | None = None  # exact first line (without the newline)
     n_lines: int | None = None  # exact number of non-empty lines
     n_fields: int | None = None  # whitespace-separated fields on every line (dense ascii matrices)
+    min_lines: int | None = None  # at least this many non-empty lines
 
 
 @dataclass(frozen=True)

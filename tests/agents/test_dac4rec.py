@@ -11,12 +11,12 @@ import torch
 
 import recgym  # noqa: F401  (registers the env ids)
 from recgym.agents import make_agent, registered_agents
-from recgym.agents.dac4rec import PRESETS, DAC4RecAgent, DAC4RecConfig, items_for_actions
+from recgym.agents.dac4rec import VARIANTS, DAC4RecAgent, DAC4RecConfig, items_for_actions
 from recgym.agents.diffusion_policy import DiffusionActor, EnergyModel, VPSchedule, cep_loss
 
 torch.set_num_threads(1)
 
-FAST = {"batch_size": 32, "hidden": (32, 32), "tracker_hidden": 16, "emb_dim": 8, "n_diffusion_steps": 4,
+FAST = {"batch_size": 32, "hidden": (32, 32), "tracker": {"hidden": 16, "emb_dim": 8}, "n_diffusion_steps": 4,
         "energy_batch": 8, "energy_m": 4, "eval_episodes": 8, "progress": False}
 
 
@@ -111,13 +111,13 @@ def test_cep_loss_checks_shapes():
 
 def test_registered_names_build_learn_and_act(env):
     names = set(registered_agents())
-    assert set(PRESETS) <= names
+    assert set(VARIANTS) <= names
     for name in ["dac4rec", "dac4rec_noguide", "dac4rec_a", "sac_diffusion", "sac_diffusion_energy", "td3_diffusion",
                  "offline_sac", "offline_td3", "dac4rec_awr", "td3_diffusion_energy"]:
         agent = make_agent(name, env, seed=0, energy_steps=2, **FAST)
         agent.learn(env, 2)
         assert agent.grad_steps == 2
-        assert agent.energy_grad_steps == (2 if PRESETS[name]["guidance_scale"] > 0 else 0)
+        assert agent.energy_grad_steps == (2 if VARIANTS[name]["guidance_scale"] > 0 else 0)
         res = agent.history[-1]
         assert 0 < res["Length"] <= 30 and np.isfinite(res["R_cumu"]), name
 

@@ -23,7 +23,8 @@ from recgym.data.registry import (
 
 
 def test_builtin_entries_in_order_with_their_tags_folders_and_rules():
-    assert dataset_names() == ("coat", "yahoo", "kuairand", "kuairec", "ml1m", "ml1m_noisy", "synthetic")
+    assert dataset_names() == ("coat", "yahoo", "kuairand", "kuairec", "ml1m", "ml1m_noisy", "ml1m_easyrl4rec",
+                               "synthetic")
     got = {i.name: (i.env_tag, i.folder, i.quit_rule, i.ground_truth) for i in registered_datasets()}
     assert got == {
         "coat": ("Coat", "coat", "distance", "shipped"),
@@ -32,6 +33,7 @@ def test_builtin_entries_in_order_with_their_tags_folders_and_rules():
         "kuairec": ("KuaiRec", "kuairec", "category", "observed"),
         "ml1m": ("ML1M", "ml-1m", "distance", "observed"),
         "ml1m_noisy": ("ML1MNoisy", "ml-1m", "distance", "observed"),
+        "ml1m_easyrl4rec": ("ML1MEasyRL4Rec", "ml-1m", "distance", "completed"),
         "synthetic": ("Synthetic", None, "distance", "exact"),
     }
     families = {i.name: i.env_families for i in registered_datasets()}
@@ -54,7 +56,7 @@ def test_one_normaliser_for_names_aliases_and_env_tags(given: str, canonical: st
 
 def test_unknown_name_lists_valid_names():
     with pytest.raises(ValueError, match=r"unknown dataset 'netflix'; valid names: \['coat', 'yahoo', 'kuairand', "
-                                         r"'kuairec', 'ml1m', 'ml1m_noisy', 'synthetic'\]"):
+                                         r"'kuairec', 'ml1m', 'ml1m_noisy', 'ml1m_easyrl4rec', 'synthetic'\]"):
         dataset_info("netflix")
     assert find_dataset("netflix") is None
 
@@ -135,4 +137,4 @@ def test_import_recgym_data_stays_light():
             "assert not heavy, heavy; print(len(DATASETS))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["7"]
+    assert out.stdout.split() == ["8"]

@@ -127,23 +127,23 @@ def test_negative_weights_and_unknown_preset_are_errors() -> None:
 
 
 def test_presets_record_their_values() -> None:
-    assert resolve_shaping("dorl", "kuairec")["lambda_u"] == 0.05
-    assert resolve_shaping("dorl", "kuairand")["lambda_ent"] == 0.05
-    assert resolve_shaping("mopo", "kuairec")["lambda_ent"] == 0.0
+    assert resolve_shaping("dorl", "kuairec").lambda_u == 0.05
+    assert resolve_shaping("dorl", "kuairand").lambda_ent == 0.05
+    assert resolve_shaping("mopo", "kuairec").lambda_ent == 0.0
     mb = resolve_shaping("mbpo", "coat")
-    assert mb["lambda_u"] == 0.0 and mb["lambda_ent"] == 0.0
+    assert mb.lambda_u == 0.0 and mb.lambda_ent == 0.0
     r3 = resolve_shaping("r3s", "coat")
-    assert (r3["world_model"], r3["alpha"], r3["beta"]) == ("diffusion", 0.5, 1.0)
-    assert resolve_shaping("roler", "coat")["world_model"] == "knn"
+    assert (r3.world_model, r3.alpha, r3.beta) == ("diffusion", 0.5, 1.0)
+    assert resolve_shaping("roler", "coat").world_model == "knn"
     # published per-dataset values: DORL paper (KuaiRec/KuaiRand), ROLeR code (Coat/Yahoo; MOPO apart)
-    assert (resolve_shaping("dorl", "coat")["lambda_u"], resolve_shaping("dorl", "coat")["lambda_ent"]) == (0.005, 1.0)
-    assert resolve_shaping("mopo", "coat")["lambda_u"] == 0.02
-    assert (resolve_shaping("dorl", "yahoo")["lambda_u"], resolve_shaping("mopo", "yahoo")["lambda_u"]) == (0.01, 0.01)
-    assert resolve_shaping("mopo", "kuairec")["lambda_u"] == 0.05
+    assert (resolve_shaping("dorl", "coat").lambda_u, resolve_shaping("dorl", "coat").lambda_ent) == (0.005, 1.0)
+    assert resolve_shaping("mopo", "coat").lambda_u == 0.02
+    assert (resolve_shaping("dorl", "yahoo").lambda_u, resolve_shaping("mopo", "yahoo").lambda_u) == (0.01, 0.01)
+    assert resolve_shaping("mopo", "kuairec").lambda_u == 0.05
     # no published value: Yahoo's, and the source says so; r3s and roler take the dataset's lambda_ent
     syn = resolve_shaping("r3s", "synthetic")
-    assert (syn["lambda_ent"], syn["lambda_int"]) == (1.0, 1.0) and "no published value" in syn["source"]
-    assert resolve_shaping("roler", "kuairec")["lambda_ent"] == 5.0
+    assert (syn.lambda_ent, syn.lambda_int) == (1.0, 1.0) and "no published value" in syn.source
+    assert resolve_shaping("roler", "kuairec").lambda_ent == 5.0
 
 
 SMALL = {"dataset_kwargs": {"n_users": 40, "n_items": 60, "seed": 0}, "progress": False,

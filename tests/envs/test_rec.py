@@ -119,22 +119,22 @@ def test_nx10_forces_ten_steps_without_quitting():
 
 
 def test_presets_resolve_published_values():
-    assert resolve_protocol("dorl", "coat", "distance")["num_leave_compute"] == 3
+    assert resolve_protocol("dorl", "coat", "distance").num_leave_compute == 3
     p = resolve_protocol("dorl", "kuairand", "category")
-    assert (p["num_leave_compute"], p["leave_threshold"], p["mode"], p["max_turn"]) == (4, 0.0, "NX_0", 30)
-    assert resolve_protocol("dorl_code", "kuairec", "category")["num_leave_compute"] == 10
+    assert (p.num_leave_compute, p.leave_threshold, p.mode, p.max_turn) == (4, 0.0, "NX_0", 30)
+    assert resolve_protocol("dorl_code", "kuairec", "category").num_leave_compute == 10
     for ds in ("coat", "yahoo", "kuairand", "kuairec", "ml1m", "synthetic"):
         p = resolve_protocol("roler", ds, "distance")
-        assert (p["num_leave_compute"], p["leave_threshold"], p["mode"]) == (1, 0.0, "NX_0")
+        assert (p.num_leave_compute, p.leave_threshold, p.mode) == (1, 0.0, "NX_0")
     e = {d: resolve_protocol("easyrl4rec", d, "distance") for d in ("coat", "yahoo", "kuairec", "kuairand", "ml1m")}
-    assert {d: (p["num_leave_compute"], p["leave_threshold"]) for d, p in e.items()} == {
+    assert {d: (p.num_leave_compute, p.leave_threshold) for d, p in e.items()} == {
         "coat": (7, 6.0), "yahoo": (3, 120.0), "kuairec": (9, 1.0), "kuairand": (10, 0.0), "ml1m": (7, 75.0)}
-    assert all(p["mode"] == "FB" for p in e.values())
-    assert resolve_protocol("dorl", "ml1m", "distance")["source"] == "fallback"
-    assert resolve_protocol("dorl", "yahoo_r3", "distance")["leave_threshold"] == 120.0
+    assert all(p.mode == "FB" for p in e.values())
+    assert resolve_protocol("dorl", "ml1m", "distance").source == "fallback"
+    assert resolve_protocol("dorl", "yahoo_r3", "distance").leave_threshold == 120.0
     # explicit kwargs win
     p = resolve_protocol("easyrl4rec", "coat", "distance", num_leave_compute=2, mode="NX_0", max_turn=5)
-    assert (p["num_leave_compute"], p["leave_threshold"], p["mode"], p["max_turn"]) == (2, 6.0, "NX_0", 5)
+    assert (p.num_leave_compute, p.leave_threshold, p.mode, p.max_turn) == (2, 6.0, "NX_0", 5)
     assert set(PROTOCOLS) >= {"dorl", "roler", "easyrl4rec", "custom"}
 
 
