@@ -1,4 +1,5 @@
-"""`recgym perf ...`: performance probes (env and data throughput, DiffusionDenoise env, ReFiT cost).
+"""`recgym perf ...`: performance probes (env and data throughput, DiffusionDenoise env, ReFiT cost, cold
+gym.make with DiffRec pre-training).
 
 Each command calls the plain function in `recgym.benchmarks.perf` that the ``throughput`` suite also runs.
 """
@@ -9,7 +10,7 @@ import typer
 
 from recgym.cli.common import print_rows, split_list
 
-app = typer.Typer(help="Performance probes: env steps/s, data load times, denoise env, ReFiT cost.",
+app = typer.Typer(help="Performance probes: env steps/s, data load times, denoise env, ReFiT cost, DiffRec pre-training.",
                   no_args_is_help=True)
 
 
@@ -75,3 +76,29 @@ def refit_cost(
     from recgym.benchmarks.perf.denoise import refit_cost as measure
 
     print_rows("ReFiT cost", measure(data, device, batch, samples_per_user, iterations, threads), json_out)
+
+
+@app.command("pretrain")
+def pretrain(
+    data: str = typer.Option("ml1m", "--data", help="dataset with a DiffusionDenoise env (ml1m, ml1m_noisy, coat, "
+                                                    "yahoo, synthetic)"),
+    devices: str = typer.Option("auto", "--devices", help="comma list, or auto = cpu (+ cuda when available)"),
+    selection: str = typer.Option("default", "--selection",
+                                  help="DiffRec model-selection rules to time, comma list: default, subset, full"),
+    threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: torch's default, all cores)"),
+    data_dir: str = typer.Option(None, "--data-dir"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars of the pre-training"),
+    json_out: str = typer.Option(None, "--json-out"),
+) -> None:
+    """Cold gym.make("DiffusionDenoise-<DATA>-v0") on an empty cache: its seconds, DiffRec pre-training seconds
+    (training / evaluation) and test R@20 / N@20, next to the original DiffRec code's reference on ML-1M."""
+    from recgym.benchmarks.perf.pretrain import pretrain_cost
+    from recgym.recommenders import SELECTION_RULES
+
+    rules = split_list(selection, "--selection")
+    bad = [r for r in rules if r != "default" and r not in SELECTION_RULES]
+    if bad or not rules:
+        raise typer.BadParameter(f"--selection: {bad or rules}; valid: default, {', '.join(SELECTION_RULES)}")
+    rows = pretrain_cost(data, devices, [None if r == "default" else r for r in rules], threads, data_dir,
+                         progress=progress)
+    print_rows(f"DiffusionDenoise-{data}: cold gym.make and DiffRec pre-training", rows, json_out)
