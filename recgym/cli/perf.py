@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from recgym.cli.common import print_rows, split_list
+from recgym.cli.common import parse_json_config, print_rows, split_list
 
 app = typer.Typer(help="Performance probes: env steps/s, data load times, denoise env, ReFiT cost, DiffRec pre-training.",
                   no_args_is_help=True)
@@ -85,6 +85,9 @@ def pretrain(
     devices: str = typer.Option("auto", "--devices", help="comma list, or auto = cpu (+ cuda when available)"),
     selection: str = typer.Option("default", "--selection",
                                   help="DiffRec model-selection rules to time, comma list: default, subset, full"),
+    config: str = typer.Option(None, "--config", help="JSON overrides of the DiffRec config, e.g. "
+                                                       "'{\"eval_every\": 1}' (with --selection full: the "
+                                                       "rule of recgym's earlier default)"),
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: torch's default, all cores)"),
     data_dir: str = typer.Option(None, "--data-dir"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars of the pre-training"),
@@ -93,12 +96,17 @@ def pretrain(
     """Cold gym.make("DiffusionDenoise-<DATA>-v0") on an empty cache: its seconds, DiffRec pre-training seconds
     (training / evaluation) and test R@20 / N@20, next to the original DiffRec code's reference on ML-1M."""
     from recgym.benchmarks.perf.pretrain import pretrain_cost
-    from recgym.recommenders import SELECTION_RULES
+    from recgym.recommenders import SELECTION_RULES, DiffRecConfig, default_config
 
     rules = split_list(selection, "--selection")
     bad = [r for r in rules if r != "default" and r not in SELECTION_RULES]
     if bad or not rules:
         raise typer.BadParameter(f"--selection: {bad or rules}; valid: default, {', '.join(SELECTION_RULES)}")
+    overrides = parse_json_config(config, '{"eval_every": 1}')
+    try:  # a bad field fails here, not in the child process
+        DiffRecConfig.from_dict({**default_config(data).to_dict(), **overrides})
+    except (TypeError, ValueError) as err:
+        raise typer.BadParameter(str(err)) from err
     rows = pretrain_cost(data, devices, [None if r == "default" else r for r in rules], threads, data_dir,
-                         progress=progress)
+                         progress=progress, config=overrides)
     print_rows(f"DiffusionDenoise-{data}: cold gym.make and DiffRec pre-training", rows, json_out)

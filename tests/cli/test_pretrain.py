@@ -46,6 +46,8 @@ def test_every_training_command_has_the_progress_flag() -> None:
 def test_perf_pretrain_rejects_unknown_rules() -> None:
     res = CliRunner().invoke(app, ["perf", "pretrain", "--data", "synthetic", "--selection", "default,best"])
     assert res.exit_code != 0 and "best" in res.output
+    res = CliRunner().invoke(app, ["perf", "pretrain", "--data", "synthetic", "--config", '{"eval_evry": 1}'])
+    assert res.exit_code != 0 and "eval_evry" in res.output
 
 
 @pytest.mark.slow

@@ -41,7 +41,8 @@ env = gym.make(env_id, device=device, config=config or None, progress=progress)
 make_s = time.perf_counter() - t0
 model = env.unwrapped.batched.model
 meta = dict(model.meta)
-json.dump({"gym_make_s": make_s, "threads": torch.get_num_threads(), "meta": meta}, open(out, "w"), default=str)
+json.dump({"gym_make_s": make_s, "threads": torch.get_num_threads(), "eval_every": model.config.eval_every,
+           "meta": meta}, open(out, "w"), default=str)
 """
 
 
@@ -62,14 +63,15 @@ def _env_id(data: str) -> str:
 
 def cold_make(data: str = "ml1m", device: str = "cpu", selection: str | None = None, threads: int = 0,
               data_dir: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
-              progress: bool = True) -> dict[str, Any]:
+              progress: bool = True, config: dict[str, Any] | None = None) -> dict[str, Any]:
     """One cold ``gym.make`` of ``data``'s DiffusionDenoise env in a child process (see the module docstring).
 
-    ``selection`` overrides the DiffRec config's rule (None: the default); ``cache_dir`` must be empty or
-    absent (default: a new temporary folder, removed afterwards); ``threads`` 0 keeps torch's default.
+    ``config`` overrides fields of the dataset's default DiffRec config and ``selection`` its rule (None: as
+    configured); ``cache_dir`` must be empty or absent (default: a new temporary folder, removed
+    afterwards); ``threads`` 0 keeps torch's default (all cores).
     """
     env_id = _env_id(data)
-    config = {} if selection is None else {"selection": selection}
+    config = dict(config or {}) | ({} if selection is None else {"selection": selection})
     with tempfile.TemporaryDirectory(prefix="recgym-perf-") as tmp:
         cache = Path(cache_dir) if cache_dir is not None else Path(tmp) / "cache"
         if cache.exists() and any(cache.iterdir()):
@@ -89,7 +91,7 @@ def cold_make(data: str = "ml1m", device: str = "cpu", selection: str | None = N
     test = meta["metrics"]["test"]
     row: dict[str, Any] = {
         "env": env_id, "device": device, "threads": res["threads"] if device == "cpu" else None,
-        "selection": (meta.get("selection") or {}).get("rule"),
+        "selection": (meta.get("selection") or {}).get("rule"), "eval_every": res["eval_every"],
         "gym_make_s": res["gym_make_s"], "process_s": process_s,
         "pretrain_s": meta.get("wall_seconds"), "train_s": meta.get("train_seconds"),
         "eval_s": meta.get("eval_seconds"), "epochs": meta.get("epochs_run"), "best_epoch": meta.get("best_epoch"),
@@ -102,7 +104,9 @@ def cold_make(data: str = "ml1m", device: str = "cpu", selection: str | None = N
 
 
 def pretrain_cost(data: str = "ml1m", devices: str = "auto", selections: Sequence[str | None] = (None,),
-                  threads: int = 0, data_dir: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
-    """`cold_make` for every device (``auto``: cpu, and cuda when present) and selection rule."""
-    return [cold_make(data, d, s, threads, data_dir, progress=progress)
+                  threads: int = 0, data_dir: str | None = None, progress: bool = True,
+                  config: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """`cold_make` for every device (``auto``: cpu, and cuda when present) and selection rule (None: the
+    default one), each with the DiffRec ``config`` overrides."""
+    return [cold_make(data, d, s, threads, data_dir, progress=progress, config=config)
             for d in _devices(devices) for s in selections]
