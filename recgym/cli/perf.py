@@ -90,6 +90,8 @@ def pretrain(
                                                        "rule of recgym's earlier default)"),
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: torch's default, all cores)"),
     data_dir: str = typer.Option(None, "--data-dir"),
+    cache_dir: str = typer.Option(None, "--cache-dir", help="an empty (or new) cache folder to pre-train into and "
+                                                            "keep (default: a temporary one, removed); one run only"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars of the pre-training"),
     json_out: str = typer.Option(None, "--json-out"),
 ) -> None:
@@ -107,6 +109,9 @@ def pretrain(
         DiffRecConfig.from_dict({**default_config(data).to_dict(), **overrides})
     except (TypeError, ValueError) as err:
         raise typer.BadParameter(str(err)) from err
-    rows = pretrain_cost(data, devices, [None if r == "default" else r for r in rules], threads, data_dir,
-                         progress=progress, config=overrides)
+    selections = [None if r == "default" else r for r in rules]
+    if cache_dir is not None and len(selections) * len(split_list(devices, "--devices")) > 1:
+        raise typer.BadParameter("--cache-dir holds one run: give one --selection and one device with it")
+    rows = pretrain_cost(data, devices, selections, threads, data_dir, progress=progress, config=overrides,
+                         cache_dir=cache_dir)
     print_rows(f"DiffusionDenoise-{data}: cold gym.make and DiffRec pre-training", rows, json_out)

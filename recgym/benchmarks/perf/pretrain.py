@@ -105,8 +105,8 @@ def cold_make(data: str = "ml1m", device: str = "cpu", selection: str | None = N
 
 def pretrain_cost(data: str = "ml1m", devices: str = "auto", selections: Sequence[str | None] = (None,),
                   threads: int = 0, data_dir: str | None = None, progress: bool = True,
-                  config: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                  config: dict[str, Any] | None = None, cache_dir: str | None = None) -> list[dict[str, Any]]:
     """`cold_make` for every device (``auto``: cpu, and cuda when present) and selection rule (None: the
     default one), each with the DiffRec ``config`` overrides."""
-    return [cold_make(data, d, s, threads, data_dir, progress=progress, config=config)
+    return [cold_make(data, d, s, threads, data_dir, cache_dir, progress=progress, config=config)
             for d in _devices(devices) for s in selections]
