@@ -112,6 +112,9 @@ def pretrain(
     selections = [None if r == "default" else r for r in rules]
     if cache_dir is not None and len(selections) * len(split_list(devices, "--devices")) > 1:
         raise typer.BadParameter("--cache-dir holds one run: give one --selection and one device with it")
-    rows = pretrain_cost(data, devices, selections, threads, data_dir, progress=progress, config=overrides,
-                         cache_dir=cache_dir)
+    try:
+        rows = pretrain_cost(data, devices, selections, threads, data_dir, progress=progress, config=overrides,
+                             cache_dir=cache_dir)
+    except ValueError as err:  # a non-empty --cache-dir
+        raise typer.BadParameter(str(err)) from err
     print_rows(f"DiffusionDenoise-{data}: cold gym.make and DiffRec pre-training", rows, json_out)
