@@ -231,14 +231,19 @@ def _train(splits: DiffRecSplits, config: DiffRecConfig, device: torch.device, p
             _, best_epoch, state, chosen = candidates.items[0]
             model.denoiser.load_state_dict(state)
     elif candidates.items:
+        epochs = [c[1] for c in candidates.items]
         if log:
-            log(f"ranking the {len(candidates.items)} best epochs "
-                f"{[c[1] for c in candidates.items]} on the full validation split")
+            log(f"ranking the {len(epochs)} best epochs {epochs} on the full validation split")
+        bar = progress_bar(total=len(epochs), desc=f"DiffRec {splits.name}: best of epochs {epochs}",
+                           unit="epoch", enabled=progress)
         rescored = []
         for screen_score, ep, state, screened in candidates.items:
             model.denoiser.load_state_dict(state)
             ev = _merge(screened, evaluate_diffrec(model, splits, ks, users=rest))
             rescored.append((ev["valid"][sel], ep, state, ev, screen_score))
+            bar.set_postfix_str(f"epoch {ep} valid {sel} {ev['valid'][sel]:.4f}", refresh=False)
+            bar.update(1)
+        bar.close()
         selection["candidates"] = [{"epoch": ep, "screen": sc, "valid": v} for v, ep, _, _, sc in rescored]
         _, best_epoch, state, chosen, _ = max(rescored, key=lambda c: (c[0], -c[1]))
         model.denoiser.load_state_dict(state)
