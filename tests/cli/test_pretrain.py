@@ -54,11 +54,23 @@ def test_perf_pretrain_rejects_unknown_rules() -> None:
 def test_perf_pretrain_times_a_cold_gym_make(tmp_path) -> None:
     from recgym.benchmarks.perf.pretrain import cold_make
 
-    row = cold_make("synthetic", "cpu", "full", threads=1, progress=False)
-    assert row["env"] == "DiffusionDenoise-Synthetic-v0" and row["selection"] == "full"
+    row = cold_make("synthetic", "cpu", "full", threads=1, progress=False, config={"eval_every": 1})
+    assert row["run"] == "recgym full, eval every 1" and row["threads"] == 1
     assert 0 < row["train_s"] and 0 < row["eval_s"] and row["train_s"] + row["eval_s"] <= row["pretrain_s"]
-    assert row["pretrain_s"] <= row["gym_make_s"] <= row["process_s"]
-    assert 0 < row["test Recall@20"] <= 1 and "original wall_s" not in row  # the reference is ML-1M's
+    assert row["pretrain_s"] <= row["gym_make_s"] <= row["process_s"] and 0 < row["gym_make_cpu_s"]
+    assert 0 < row["test R@20"] <= 1
     (tmp_path / "x").write_text("not empty")
     with pytest.raises(ValueError, match="not empty"):
         cold_make("synthetic", cache_dir=tmp_path)
+
+
+def test_perf_rows_end_with_the_original_code_reference_on_ml1m(monkeypatch) -> None:
+    import recgym.benchmarks.perf.pretrain as perf
+
+    calls = []
+    monkeypatch.setattr(perf, "cold_make", lambda data, d, s, *a, **k: calls.append((data, d, s)) or {"run": s})
+    rows = perf.pretrain_cost("ml1m", "cpu", [None, "full"], config={"eval_every": 1})
+    assert calls == [("ml1m", "cpu", None), ("ml1m", "cpu", "full")]
+    assert rows[-1]["run"].startswith("original DiffRec code") and rows[-1]["pretrain_s"] == 350.0
+    assert (rows[-1]["test R@20"], rows[-1]["test N@20"]) == (0.1697, 0.1094)
+    assert perf.pretrain_cost("synthetic", "cpu", [None]) == [{"run": None}]  # no reference off ML-1M
