@@ -40,7 +40,7 @@ import torch
 from recgym.data.base import LoggedDataset
 from recgym.envs.rec import GroundTruthRecEnv, item_distance_matrix
 
-__all__ = ["FusedStep", "World", "coat_sized", "kuairand_sized", "main", "measure", "world_env"]
+__all__ = ["FusedStep", "Timer", "World", "coat_sized", "kuairand_sized", "main", "world_env"]
 
 MAX_TURN = 30
 WARMUP_STEPS = 40
@@ -163,29 +163,35 @@ def action_stream(num_envs: int, n_items: int, device: torch.device, length: int
     return [((off + ACTION_STRIDE * t) % n_items).to(device) for t in range(length)]
 
 
-def measure(step: Callable[[torch.Tensor], Any], actions: list[torch.Tensor], num_envs: int, device: torch.device,
-            min_time: float, repeats: int) -> float:
-    """Env steps per second of ``step`` on the cycled ``actions``: best of ``repeats`` runs of >= ``min_time`` s."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    t = 0
-    for _ in range(WARMUP_STEPS):
-        step(actions[t % len(actions)])
-        t += 1
-    best = 0.0
-    for _ in range(repeats):
-        sync()
+class Timer:
+    """Times ``step`` on the cycled ``actions`` (its own action counter, so every env's stream stays legal)."""
+
+    def __init__(self, step: Callable[[torch.Tensor], Any], actions: list[torch.Tensor], num_envs: int,
+                 device: torch.device) -> None:
+        self.step, self.actions, self.num_envs, self.t = step, actions, num_envs, 0
+        self.sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        self.best = 0.0
+        self.run(WARMUP_STEPS)
+
+    def run(self, n: int) -> None:
+        for _ in range(n):
+            self.step(self.actions[self.t % len(self.actions)])
+            self.t += 1
+
+    def measure(self, min_time: float) -> float:
+        """One measurement of at least ``min_time`` s; returns (and keeps the best of) env steps per second."""
+        self.sync()
         n, t0 = 0, time.perf_counter()
         while True:
-            for _ in range(8):
-                step(actions[t % len(actions)])
-                t += 1
+            self.run(8)
             n += 8
-            sync()
+            self.sync()
             dt = time.perf_counter() - t0
             if dt >= min_time:
                 break
-        best = max(best, num_envs * n / dt)
-    return best
+        rate = self.num_envs * n / dt
+        self.best = max(self.best, rate)
+        return rate
 
 
 def _rate(x: float) -> str:
@@ -201,15 +207,16 @@ def run_world(world: World, sizes: list[int], device: str, min_time: float, repe
         gt = env.gt  # shared by the next sizes
         dev = env.device
         acts = action_stream(n, env.n_items, dev)
-        env.reset(seed=0)
-        r_env = measure(env.step, acts, n, dev, min_time, repeats)
         fast = env.make_sibling(n, validate_actions=False)
+        env.reset(seed=0)
         fast.reset(seed=0)
-        r_fast = measure(fast.step, acts, n, dev, min_time, repeats)
         fused = fused_for(fast)
-        r_fused = measure(fused.step, acts, n, dev, min_time, repeats)
-        rows.append((n, r_env, r_fast, r_fused))
-        del env, fast, fused
+        timers = [Timer(f.step, acts, n, dev) for f in (env, fast, fused)]
+        for _ in range(repeats):  # interleaved, so that a busy spell of a shared machine hits all three
+            for timer in timers:
+                timer.measure(min_time)
+        rows.append((n, *(timer.best for timer in timers)))
+        del env, fast, fused, timers
     return rows
 
 

@@ -28,7 +28,8 @@ What the base does, so that subclasses only write the dynamics:
 Subclasses implement four hooks, all batched and free of per-env Python loops:
 ``_reset_envs(mask)`` (start a new episode in the envs where ``mask`` is True, leave the others untouched),
 ``_step_envs(actions, active) -> (reward, terminated, truncated, info)`` (advance the envs where ``active``
-is True; the returned reward must be 0 and the flags False where ``active`` is False), ``_observe()`` and
+is True; the returned reward must be 0 and the flags False where ``active`` is False; the state of inactive
+envs may be left changed, since they are exactly the ended envs that the same ``step`` resets), ``_observe()`` and
 ``_validate_actions(actions, active)`` (convert the actions; whatever it returns is passed to ``_step_envs``);
 optionally ``_step_info()`` (info entries returned by both ``reset`` and ``step``, e.g. an action mask),
 ``_reset_info()`` and ``effective_kwargs()`` (merged into ``env.spec.kwargs``). To be checkable by
@@ -38,11 +39,12 @@ optionally ``_step_info()`` (info entries returned by both ``reset`` and ``step`
 Host syncs. Reading a device value back to Python (``bool(t)``, ``.item()``, ``.tolist()``) stalls a CUDA
 stream, so ``step`` reads back at most once: data-dependent checks are registered with `BatchedEnv.defer_check`
 (from ``_validate_actions``) and read back together before ``_step_envs`` runs (conversion errors -- shape,
-dtype, device -- are raised first, without reading anything back). A subclass whose ``_reset_envs`` is cheap
-and exact for an all-False mask sets ``reset_every_step = True``: the autoreset then runs every step on the
-``mask`` of ended envs instead of after a ``bool(mask.any())`` read-back, and ``_step_envs`` may leave the
-inactive (ended) envs in any state, since they are reset in the same ``step``. Per-episode draws such a reset
-needs come from `BatchedEnv.episode_randint` (a table of each env's next episodes, not four hashes per step).
+dtype, device -- are raised first, without reading anything back; ``validate_actions = False`` turns the
+checks off). A subclass whose ``_reset_envs`` is cheap and exact for an all-False mask sets
+``reset_every_step = True``: the autoreset then runs every step on the mask of ended envs instead of after a
+``bool(mask.any())`` read-back. Per-episode draws such a reset needs come from `BatchedEnv.episode_randint`
+(a table of each env's next episodes: one gather per step instead of four 32-bit hashes). On cpu, where a
+read-back costs no more than any other op, subclasses may take data-dependent shortcuts (``_readback_ok``).
 
 Info values. ``_step_info`` / ``_step_envs`` may return `Lazy` values: an `InfoDict` (the type of every
 returned info) computes such an entry when it is first read -- by indexing, ``get``, ``items``, ``**``
@@ -117,6 +119,16 @@ def hash32(x: torch.Tensor) -> torch.Tensor:
     x = x ^ (x >> 15)
     x = (x * 0x5BD1E995) & _M32
     x = x ^ (x >> 16)
+    return x
+
+
+def _hash32_(x: torch.Tensor) -> torch.Tensor:
+    """`hash32` in place on values already in [0, 2**32) (fewer temporaries: the episode tables' bulk fills)."""
+    x ^= x >> 16
+    x.mul_(0x7FEB352D).bitwise_and_(_M32)
+    x ^= x >> 15
+    x.mul_(0x5BD1E995).bitwise_and_(_M32)
+    x ^= x >> 16
     return x
 
 
@@ -481,12 +493,33 @@ class BatchedEnv(VectorEnv):
         if tab is None or not self._table_covers(tab):
             e = _EPISODES_AHEAD
             base = self._episode_ids
-            eps = base[:, None] + torch.arange(e, dtype=torch.int64, device=self.device)
-            values = (stream_bits(self._env_seeds[:, None], eps, purpose) * int(high)) >> 32
-            tab = _EpisodeTable(base, self._arange * e - base, values.view(-1), self._stream_version,
-                                self._resets + e - 1)
+            tab = _EpisodeTable(base, self._arange * e - base, self._episode_draws(base, e, high, purpose),
+                                self._stream_version, self._resets + e - 1)
             self._episode_tables[key] = tab
         return torch.index_select(tab.values, 0, self._episode_ids + tab.offset)
+
+    def _episode_draws(self, base: torch.Tensor, e: int, high: int, purpose: int) -> torch.Tensor:
+        """Flat int64 [B * e]: ``per_env_randint(high, purpose)`` of episodes ``base .. base + e - 1`` of every env.
+
+        The same function as `stream_bits`, computed in place in blocks of rows (fewer, cache-sized temporaries).
+        """
+        seeds = self._env_seeds
+        h = hash32(seeds)
+        h = hash32(h ^ ((seeds >> 32) & _M32))  # the episode-independent part, once per env
+        out = torch.empty((self.num_envs, e), dtype=torch.int64, device=self.device)
+        cols = torch.arange(e, dtype=torch.int64, device=self.device)
+        step = max(1, (1 << 16) // e)  # rows per block: ~512 KB temporaries
+        for s in range(0, self.num_envs, step):
+            x = out[s : s + step]
+            torch.add(base[s : s + step, None], cols, out=x)
+            x &= _M32
+            x ^= h[s : s + step, None]
+            _hash32_(x)
+            x ^= int(purpose) & _M32
+            _hash32_(x)
+            x.mul_(int(high))
+            x >>= 32
+        return out.view(-1)
 
     def _table_covers(self, tab: _EpisodeTable) -> bool:
         if tab.version != self._stream_version:

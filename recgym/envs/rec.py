@@ -24,7 +24,7 @@ EasyRL4Rec (REFERENCE.md §1):
   recommended in the episode), natural quit; ``NX_10`` no repeats, quitting disabled, exactly 10 steps
   (``max_turn`` forced to 10).
 * **Repeating a masked item** (NX modes) is never silent: ``invalid_action="raise"`` (default) raises a
-  ValueError naming the env, the item and the step; ``invalid_action="terminate"`` gives reward 0, ends the
+  ValueError naming the env, the item and the step (unless ``validate_actions=False``, see below); ``invalid_action="terminate"`` gives reward 0, ends the
   episode (``terminated=True``) and sets ``info["invalid_action"]`` (for learners that cannot mask).
 * **Presets** (``preset=``) fix N, M, the mode and max_turn per dataset; see `PRESETS`. Explicit
   ``num_leave_compute`` / ``leave_threshold`` / ``mode`` / ``max_turn`` / ``quit_rule`` kwargs override the
@@ -34,12 +34,20 @@ EasyRL4Rec (REFERENCE.md §1):
 Observation (batched): dict of tensors ``user`` int64 [B], ``step`` int64 [B] (steps taken in the episode),
 ``items`` int64 [B, W] (last W recommended item ids, most recent last, -1 padded), ``rewards`` float32 [B, W]
 (their rewards, 0 padded); W = ``history_len`` (default 10). ``info["action_mask"]``: bool [B, n_items],
-True = allowed (all True in FB; then a broadcast view, no memory). By default (``copy_mask=True``) a returned
-mask is never written again: the env copies its buffer before the next write, so agents may store masks in
-rollouts. ``copy_mask=False`` hands out the live buffer, updated in place by the next ``step``/``reset``; it
-saves the copy (as costly as the rest of a step at 1,024 envs) but a stored mask then silently changes (this
-once gave A2C -inf log-probs for its own actions): use it only when masks are consumed before the next step.
+True = allowed (all True in FB; then a broadcast view, no memory). In NX modes the env keeps, per env, a bit
+set of the items recommended in the episode (n_items / 8 bytes) and builds the mask from it only when
+``info["action_mask"]`` is read (`recgym.envs.core.InfoDict`): an agent that never reads it costs nothing, and
+a mask read later is the mask of its own step (built from that step's bit sets, which are replaced, never
+written, once handed out). By default (``copy_mask=True``) every mask is a new tensor, never written again, so
+agents may store masks in rollouts. ``copy_mask=False`` builds every mask into one buffer of the env, which the
+next mask built overwrites: it saves an allocation, but a stored mask then silently changes (this once gave A2C
+-inf log-probs for its own actions); use it only when masks are consumed before the next one is read.
 Observation tensors are never written after being returned.
+
+``validate_actions`` (default True): ids out of range, and repeats in NX modes with ``invalid_action="raise"``,
+raise a ValueError; the checks of a step cost one read-back of a device value (`BatchedEnv.defer_check`).
+``validate_actions=False`` skips them and reads nothing back: the caller vouches for its actions (an id out of
+range is clamped into range, a repeat is stepped as a new item).
 """
 
 from __future__ import annotations
@@ -461,21 +469,31 @@ class RecEnv(BatchedEnv):
             raw = actions  # the common case, without the general conversion's checks
         else:
             raw = as_action_tensor(actions, num_envs=self.num_envs, device=self.device, kind="int")
-        # clamped: inactive envs' actions are ignored and may hold anything; never index with them
-        a = raw.clamp(0, self.n_items - 1)
+        word_of = None
+        if self._readback_ok and (self.masked or self.validate_actions):
+            # cpu: index_select checks its indices itself, so a batch of ids in range needs no clamp; an IndexError
+            # sends any other batch (e.g. with ignored garbage actions of ended envs) to the clamped path
+            try:
+                word_of = torch.index_select(self._item_word, 0, raw)
+            except IndexError:
+                pass
+        clamped = word_of is None
+        # inactive envs' actions are ignored and may hold anything: never index with them unclamped
+        a = raw.clamp(0, self.n_items - 1) if clamped else raw
         word = bit = where = repeat = None
         if self.masked:
-            where = torch.index_select(self._item_word, 0, a) + self._row_words
+            where = (torch.index_select(self._item_word, 0, a) if word_of is None else word_of) + self._row_words
             word = torch.index_select(self._bits, 0, where)
             bit = torch.index_select(self._item_bit, 0, a)
             if self.invalid_action == "terminate":
                 repeat = (word & bit) != 0
         if self.validate_actions:
             # nonzero where the action was out of range (clamped) or, in NX modes, repeats an item
-            bad = a ^ raw
+            bad = a ^ raw if clamped else None
             if self.masked and self.invalid_action == "raise":
-                bad = bad | (word & bit)
-            self.defer_check(bad * active, functools.partial(self._action_error, raw, active, word, bit))
+                bad = word & bit if bad is None else bad | (word & bit)
+            if bad is not None:
+                self.defer_check(bad * active, functools.partial(self._action_error, raw, active, word, bit))
         return _Actions(a, repeat, where, word, bit)
 
     def _action_error(self, raw: torch.Tensor, active: torch.Tensor, word: torch.Tensor | None,
@@ -503,7 +521,7 @@ class RecEnv(BatchedEnv):
             self._fresh = True
         if self._readback_ok:
             # rows by index: work in proportion to the resets (broadcast masked fills of narrow rows are slow)
-            rows = torch.nonzero(mask)[:, 0]
+            rows = mask.nonzero(as_tuple=True)[0]
             steps.index_fill_(0, rows, 0)
             items.index_fill_(0, rows, -1)
             rewards.index_fill_(0, rows, 0.0)
