@@ -24,8 +24,9 @@ EasyRL4Rec (REFERENCE.md §1):
   recommended in the episode), natural quit; ``NX_10`` no repeats, quitting disabled, exactly 10 steps
   (``max_turn`` forced to 10).
 * **Repeating a masked item** (NX modes) is never silent: ``invalid_action="raise"`` (default) raises a
-  ValueError naming the env, the item and the step (unless ``validate_actions=False``, see below); ``invalid_action="terminate"`` gives reward 0, ends the
-  episode (``terminated=True``) and sets ``info["invalid_action"]`` (for learners that cannot mask).
+  ValueError naming the env, the item and the step (unless ``validate_actions=False``, see below);
+  ``invalid_action="terminate"`` gives reward 0, ends the episode (``terminated=True``) and sets
+  ``info["invalid_action"]`` (for learners that cannot mask).
 * **Presets** (``preset=``) fix N, M, the mode and max_turn per dataset; see `PRESETS`. Explicit
   ``num_leave_compute`` / ``leave_threshold`` / ``mode`` / ``max_turn`` / ``quit_rule`` kwargs override the
   preset; ``preset="custom"`` starts from N=1, M=0, NX_0, max_turn=30. The effective values are in
@@ -375,7 +376,8 @@ class RecEnv(BatchedEnv):
         self._item_bit = torch.ones_like(items) << (items & 63)
         self._row_words = torch.arange(self.num_envs, dtype=torch.int64, device=dev) * self._words
         self._batch_shape = torch.Size([self.num_envs])
-        self._shifts = torch.arange(8, dtype=torch.uint8, device=dev)
+        byte_bits = (torch.arange(256, dtype=torch.uint8)[:, None] >> torch.arange(8, dtype=torch.uint8)) & 1
+        self._byte_masks = (byte_bits == 0).view(torch.int64).view(-1).to(dev)  # int64 [256], see _mask_from
         self._set_protocol(base)
         self._alloc_state()
 
@@ -631,15 +633,20 @@ class RecEnv(BatchedEnv):
         }
 
     def _mask_from(self, bits: torch.Tensor) -> torch.Tensor:
-        """bool [B, n_items] no-repeat mask of the bit sets ``bits`` (False = already recommended)."""
+        """bool [B, n_items] no-repeat mask of the bit sets ``bits`` (False = already recommended).
+
+        One lookup per byte of the bit sets: ``_byte_masks[v]`` holds the 8 bools of byte value ``v`` as the
+        bytes of one int64 (the bit sets are read as bytes in memory order, bit i of a word being bit i % 8 of
+        its byte i // 8 on the little-endian machines torch runs on).
+        """
         b, n = self.num_envs, self.n_items
-        by = bits.view(b, self._words).view(torch.uint8)  # little-endian: bit i is bit i % 8 of byte i // 8
-        unpacked = (by[:, :, None] >> self._shifts).view(b, self._words * 64)[:, :n]
+        full = torch.index_select(self._byte_masks, 0, bits.view(torch.uint8).int())
+        full = full.view(torch.bool).view(b, self._words * 64)
         if self.copy_mask:
-            return (unpacked & 1) == 0
+            return full if n == self._words * 64 else full[:, :n].contiguous()
         if self._mask_buf is None:
             self._mask_buf = torch.empty((b, n), dtype=torch.bool, device=self.device)
-        return torch.eq(unpacked & 1, 0, out=self._mask_buf)
+        return self._mask_buf.copy_(full[:, :n])
 
     def _step_info(self) -> dict[str, Any]:
         if not self.masked:
