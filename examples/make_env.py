@@ -34,16 +34,16 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--num-envs", type=int, default=16, help="batch size of the vector env")
     p.add_argument("--episodes", type=int, default=64, help="episodes for evaluate()")
-    p.add_argument("--preset", default="roler", help="protocol preset: dorl, dorl_code, roler, easyrl4rec, custom")
+    p.add_argument("--protocol", default="roler", help="protocol: dorl, dorl_code, roler, easyrl4rec, custom")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--world-model", default="mf",
-                   help="InteractiveRec world model: mf (fast), deepfm, diffusion (the r3s preset's own), knn")
+                   help="InteractiveRec world model: mf (fast), deepfm, diffusion (the r3s reward preset's own), knn")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
     # 1. The single env: numpy observations, gymnasium API (check_env / SB3 compatible).
-    single = gym.make("GroundTruthRec-Synthetic-v0", preset=args.preset)
+    single = gym.make("GroundTruthRec-Synthetic-v0", protocol=args.protocol)
     obs, info = single.reset(seed=args.seed)
     single.action_space.seed(args.seed)
     print("single env: obs keys", sorted(obs), "| protocol", info["protocol"])
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"single env: one random episode, return {total:.2f} over {int(obs['step'])} steps")
 
     # 2. The batched env: torch tensors on `device`, `num_envs` users in parallel, autoreset (NEXT_STEP).
-    env = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=args.num_envs, preset=args.preset,
+    env = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=args.num_envs, protocol=args.protocol,
                        device=args.device)
     obs, info = env.reset(seed=args.seed)  # env i is seeded with seed + i
     act = random_policy(args.seed)
@@ -71,13 +71,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 4. The training env of model-based offline RL: same dynamics, reward = world model + R3S shaping.
     #    The world model is fitted on the training logs only (never the ground truth) on first use.
-    ienv = gym.make_vec("InteractiveRec-Synthetic-v0", num_envs=args.num_envs, preset="r3s",
+    ienv = gym.make_vec("InteractiveRec-Synthetic-v0", num_envs=args.num_envs, reward_preset="r3s",
                         world_model=args.world_model, device=args.device, progress=False)
     obs, info = ienv.reset(seed=args.seed)
     obs, r, *_ = ienv.step(act(obs, info))
     shaping = ienv.unwrapped.shaping
-    print(f"interactive env: preset {shaping['preset']}, world model {shaping['world_model']}, "
-          f"lambda_u {shaping['lambda_u']}, first-step mean shaped reward {float(r.mean()):.3f}")
+    print(f"interactive env: reward preset {shaping.reward_preset}, world model {shaping.world_model}, "
+          f"lambda_u {shaping.lambda_u}, first-step mean shaped reward {float(r.mean()):.3f}")
     return res
 
 

@@ -6,7 +6,7 @@ an SB3 VecEnv. (The registered agent ``make_agent("sb3_sac", env)`` packages the
 
 Run: python examples/train_sb3.py                       (15,000 env steps on synthetic data, ~30 s on a CPU)
      python examples/train_sb3.py --steps 100000 --num-envs 16 --device cuda
-Measured with the defaults (seed 0, 64 episodes, preset roler): SAC R_cumu 82.77 vs random 74.81; with only
+Measured with the defaults (seed 0, 64 episodes, protocol roler): SAC R_cumu 82.77 vs random 74.81; with only
 2,000 steps SAC is still below random (68.27), so do not judge it on a shorter run.
 """
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
-    env = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=args.num_envs, preset="roler", device=args.device)
+    env = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=args.num_envs, protocol="roler", device=args.device)
     # Item embeddings from the *training logs* (the wrapper's default, an SVD of the ground truth, would leak the
     # evaluation matrix into the action space).
     emb = svd_item_embeddings(env.unwrapped.dataset.train_matrix(), args.k, seed=args.seed)

@@ -39,7 +39,7 @@ def test_make_env_example(capsys) -> None:
     # roler preset on synthetic data: nobody quits, every episode lasts max_turn = 30 (NX_0, no repeats)
     assert res["Length"] == 30.0 and res["n_episodes"] == 16 and res["mode"] == "NX_0"
     assert 0 < res["R_avg"] and res["R_cumu"] == pytest.approx(30 * res["R_avg"])
-    assert "one random episode" in out and "interactive env: preset r3s, world model mf" in out
+    assert "one random episode" in out and "interactive env: reward preset r3s, world model mf" in out
 
 
 def test_train_sb3_example(capsys) -> None:

@@ -1,54 +1,42 @@
-"""Batched A2C over item ids (DORL's policy learner, REFERENCE.md section 1), and its env presets.
+"""Batched A2C over item ids: DORL's policy learner, and the methods that are A2C plus a training env.
 
-One state tracker (DORL's average tracker by default, see `recgym.agents.trackers`) feeds an actor MLP
+DORL ("Alleviating Matthew Effect of Offline Reinforcement Learning in Interactive Recommendation",
+arXiv:2307.04571) trains tianshou's A2C in its world-model env; so do MOPO / MBPO in DORL's code, ROLeR
+(arXiv:2407.13163) and R3S ("Reward Balancing Revisited: Enhancing Offline Reinforcement Learning for
+Recommender Systems", arXiv:2506.22112). They differ only in the training env's reward, so each is this agent
+registered with a training-env spec (`recgym.envs.derive.TrainEnvSpec`):
+
+- ``a2c``: trains in the env given to ``learn``;
+- ``gt``: ``GroundTruthRec`` (the ground truth itself, the upper reference);
+- ``r3s``, ``dorl``, ``mopo``, ``mbpo``, ``roler``: ``InteractiveRec`` with ``reward_preset=<name>`` (the world
+  model + reward shaping of that method; ``train_env_kwargs`` adds InteractiveRec kwargs, e.g.
+  ``{"lambda_ent": 0.5}``).
+
+``learn(env, budget, logger, eval_env)`` trains in ``env`` and evaluates in ``eval_env`` every ``eval_every``
+env steps (``eval_episodes`` episodes, greedy actions when ``deterministic_eval``), logged as ``eval/<metric>``
+and kept in ``agent.history``. For direct use, ``gt`` and the world-model methods may be given the evaluation
+env (``GroundTruthRec-<D>-v0``) alone: they then derive their training env from it (same dataset object,
+protocol and device; ``num_envs`` parallel envs) and evaluate in it (`recgym.agents.common.learn_envs`).
+Plain ``a2c`` without ``eval_env`` evaluates in the matching ``GroundTruthRec`` env.
+
+Algorithm: a state tracker (`recgym.agents.trackers`; DORL's average tracker by default) feeds an actor MLP
 (hidden [64, 64]) giving a categorical distribution over items, with disallowed items (``info["action_mask"]``)
-masked out, and a critic MLP. Each update collects ``n_steps`` steps from ``num_envs`` parallel envs, computes
+masked out, and a critic MLP. Each update collects ``n_steps`` steps from the parallel envs, computes
 GAE(``gae_lambda``) advantages with gamma 0.9 once, then takes Adam steps (lr 1e-3) on minibatches of
-``minibatch_size`` transitions (``update_epochs`` passes; tianshou's A2C, DORL's learner, does the same) on
-``policy loss + vf_coef * value loss - ent_coef * entropy``. ``done = terminated | truncated`` is not
-bootstrapped: with the step in the state (``use_step``), the 30-turn limit is part of the MDP.
-``gae_lambda`` defaults to 0 (TD(0) advantages): per-step rewards with a high-entropy policy over hundreds of
-items make Monte-Carlo advantages (lambda 1) so noisy that on GroundTruthRec-Synthetic A2C-gt reached 81.5
-R_cumu after 60k steps with lambda 1 against 94.6 with lambda 0 (random 75, popularity 95). Rewards are
-divided by the env's reward span (``normalize_reward``) so the value scale does not depend on the data set.
-(Those lambda numbers were measured before the action-mask fix below; lambda 0 was kept.)
+``minibatch_size`` transitions (``update_epochs`` passes, as tianshou's A2C) on ``policy loss + vf_coef * value
+loss - ent_coef * entropy``. ``done = terminated | truncated`` is not bootstrapped: with the step in the state
+(``tracker.use_step``), the 30-turn limit is part of the MDP. ``gae_lambda`` defaults to 0 (TD(0) advantages):
+per-step rewards with a high-entropy policy over hundreds of items make Monte-Carlo advantages too noisy.
+Rewards are divided by the env's reward span (``normalize_reward``) so the value scale does not depend on the
+data set. The rollout stores a *copy* of ``info["action_mask"]``: a mask updated in place by the env would show
+the end-of-rollout mask, in which the step's own action is masked (log-prob -inf, no gradient on it).
 
-The rollout stores a *copy* of ``info["action_mask"]``: the env updates its mask in place, and stored
-references all showed the end-of-rollout mask, in which the step's own action is masked. That gave a log-prob
-of -inf (NaN ``loss/policy`` and ``loss/total`` on every update) and, worse, no gradient on the taken
-action's logit, so the policy could not learn which item earned the advantage: A2C-gt stalled at the
-popularity level (~95 R_cumu on GroundTruthRec-Synthetic-v0, 74% of the optimal 129.8).
-
-Preset ``gt`` defaults (``PRESET_DEFAULTS``; explicit config overrides them): ``user_dim=32`` (the user id is
-in the observation; with a per-user embedding the optimal NX_0 policy -- the user's top items -- is a
-contextual-bandit-like ranking), ``head="tied"`` (logits = <query, item embedding> + bias: a factorisation
-the per-user signal can fill in) and ``ent_coef=1.0``. Measured with ``python -m
-recgym.benchmarks.a2c_synthetic --budget 600000 --seeds 0 1 2`` after the mask fix (optimal 129.8, random
-75.2, popularity 95.9): with DORL's ``ent_coef=0.01`` (also 0.05, and 0.2 with lr 3e-3) the policy becomes
-deterministic within ~60k steps and stays at the popularity level (94-98); with 0.2 it collapses later (111
-at 300k, seed 0); with 0.5 seed 1 still collapsed (118.8 +- 3.2 over seeds 0-2, 91.5%); with 1.0 the
-sampling policy keeps exploring (entropy ~5.7 of at most ln 400 = 6.0) while the greedy policy ranks each
-user's items: 121.8 R_cumu over seeds 0-2 (~94% of optimal) at 600k steps, about a minute on one core each.
-
-The world-model presets (``r3s``, ``dorl``, ``mopo``, ``mbpo``, ``roler``) take the same defaults: they face the
-same per-user ranking, with a learned reward. ``r3s`` with DORL's ``ent_coef=0.01``, no user embedding and the
-MLP head reached 91.95 R_cumu at 600k steps on Synthetic (seed 0, below popularity's 95.9); with these
-defaults 101.2 (``python -m recgym.benchmarks.a2c_synthetic --agent r3s --budget 600000 --seeds 0``).
-``env_kwargs`` passes extra kwargs to the ``InteractiveRec`` training env (e.g. ``{"lambda_ent": 0.5}``).
-
-Where it trains (``train_env``) -- this is how the presets choose their training env:
-
-- ``"given"`` (agent ``a2c``): trains in the env passed to ``learn``; evaluates in ``eval_env`` if given, else
-  in the matching ``GroundTruthRec-<D>-v0`` (same dataset and protocol kwargs).
-- ``"gt"`` (agent ``gt``): trains in a fresh ``GroundTruthRec-<D>-v0`` with the evaluation env's dataset and
-  protocol kwargs: the ground truth itself, the upper reference.
-- ``"interactive"`` (agents ``r3s``, ``dorl``, ``mopo``, ``mbpo``, ``roler``): trains in
-  ``InteractiveRec-<D>-v0`` with ``preset=env_preset`` (the world model + reward shaping of that method), the
-  dataset and the protocol kwargs of the evaluation env.
-
-For ``gt`` and the interactive presets, the env passed to ``make_agent`` / ``learn`` is the evaluation env
-(``GroundTruthRec-<D>-v0``); evaluation runs there every ``eval_every`` env steps (``eval_episodes`` episodes,
-greedy actions when ``deterministic_eval``), logged as ``eval/<metric>`` and kept in ``agent.history``.
+``gt`` and the world-model methods default to settings for the per-user ranking problem they face
+(`RANKING_DEFAULTS`; a caller's config still overrides them): a user embedding (``tracker.user_dim=32``: the
+user id is in the observation, and the optimal NX_0 policy -- the user's top items -- is a contextual-bandit-like
+ranking), ``head="tied"`` (logits = <query, item embedding> + bias: a factorisation the per-user signal can fill
+in) and ``ent_coef=1.0`` (with DORL's 0.01 the policy turns deterministic early and stays at the popularity
+level). The measurements behind these choices are in docs/RESULTS.md ("History of design measurements").
 """
 
 from __future__ import annotations
@@ -59,15 +47,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from recgym.agents.base import build_config, register_agent
+from recgym.agents.base import AgentConfig, register_agent
 from recgym.agents.common import (
     EvalRecorder,
     action_mask,
     check_choice,
     generator,
+    learn_envs,
     load_checkpoint,
     log_scalars,
-    make_matching_env,
     masked_logits,
     progress,
     rec_env_spec,
@@ -77,32 +65,23 @@ from recgym.agents.common import (
     step_validity,
     to_device_obs,
 )
-from recgym.agents.trackers import TRACKERS, TrackerConfig, make_tracker
+from recgym.agents.trackers import TrackerConfig, make_tracker
+from recgym.envs.derive import TrainEnvSpec
 
-TRAIN_ENVS = ("given", "gt", "interactive")
-PRESETS = {  # agent name -> (train_env, InteractiveRec preset)
-    "r3s": ("interactive", "r3s"),
-    "dorl": ("interactive", "dorl"),
-    "mopo": ("interactive", "mopo"),
-    "mbpo": ("interactive", "mbpo"),
-    "roler": ("interactive", "roler"),
-    "gt": ("gt", None),
-}
-# Per-preset config defaults (a caller's config still overrides them); see the module docstring. The world-model
-# presets share gt's: they face the same per-user ranking problem, only with a learned reward.
-_RANKING_DEFAULTS: dict[str, Any] = {"user_dim": 32, "head": "tied", "ent_coef": 1.0}
-PRESET_DEFAULTS: dict[str, dict[str, Any]] = {name: dict(_RANKING_DEFAULTS) for name in PRESETS}
+WORLD_MODEL_METHODS = ("r3s", "dorl", "mopo", "mbpo", "roler")  # A2C in InteractiveRec(reward_preset=<name>)
+GT_TRAIN_ENV = TrainEnvSpec("GroundTruthRec")
+# Defaults of gt and the world-model methods (see the module docstring); the same for all: they face the same
+# per-user ranking problem, only with a learned reward.
+RANKING_DEFAULTS: dict[str, Any] = {"tracker": {"user_dim": 32}, "head": "tied", "ent_coef": 1.0}
 
 
 @dataclass
-class A2CConfig:
-    """A2C hyper-parameters (defaults: DORL's, REFERENCE.md section 1)."""
+class A2CConfig(AgentConfig):
+    """A2C hyper-parameters (defaults: DORL's A2C learner)."""
 
-    seed: int = 0
-    train_env: str = "given"  # one of TRAIN_ENVS (see the module docstring)
-    env_preset: str | None = None  # InteractiveRec preset when train_env == "interactive"
-    env_kwargs: dict[str, Any] = field(default_factory=dict)  # extra InteractiveRec kwargs (e.g. lambda_ent)
-    num_envs: int = 100  # parallel training envs (DORL: 100)
+    eval_every: int = 30_000  # env steps between evaluations (0 = only at the end)
+    num_envs: int = 100  # parallel envs of a training env the agent derives (gt, world-model methods; DORL: 100)
+    train_env_kwargs: dict[str, Any] = field(default_factory=dict)  # extra kwargs of a derived InteractiveRec env
     n_steps: int = 30  # steps per env per update
     gamma: float = 0.9
     gae_lambda: float = 0.0  # 0 = TD(0) advantages r + gamma V(s') - V(s); see the module docstring
@@ -115,16 +94,9 @@ class A2CConfig:
     minibatch_size: int = 64  # gradient steps per rollout = transitions / minibatch_size (0 = one full batch)
     update_epochs: int = 1  # passes over each rollout (tianshou's repeat_per_collect)
     normalize_reward: bool = True
-    tracker: str = "avg"  # one of TRACKERS
-    window: int = 3
-    emb_dim: int = 32
-    user_dim: int = 0  # > 0 adds a learned user embedding to the state
-    use_step: bool = True
-    profile: bool = True  # the user's logged profile in the state (see recgym.agents.trackers)
-    eval_every: int = 30_000  # env steps between evaluations (0 = only at the end)
-    eval_episodes: int = 100
+    # the user's logged profile in the state by default (see recgym.agents.trackers)
+    tracker: TrackerConfig = field(default_factory=lambda: TrackerConfig(profile=True))
     deterministic_eval: bool = True
-    progress: bool = True
 
 
 def mlp(inp: int, hidden: tuple[int, ...], out: int) -> nn.Sequential:
@@ -169,28 +141,28 @@ class A2CAgent:
 
     name = "a2c"
 
-    def __init__(self, env: Any, config: A2CConfig, name: str = "a2c") -> None:
+    def __init__(self, env: Any, config: A2CConfig, name: str = "a2c", train_env: TrainEnvSpec | None = None
+                 ) -> None:
         self.name = name
         self.cfg = cfg = config
-        check_choice(name, "train_env", cfg.train_env, TRAIN_ENVS)
-        check_choice(name, "tracker", cfg.tracker, TRACKERS)
+        self.train_env = train_env  # where it trains (None: the env given to learn); see the module docstring
         check_choice(name, "head", cfg.head, ("mlp", "tied"))
-        if not isinstance(cfg.env_kwargs, dict):
-            raise ValueError(f"{name}: env_kwargs must be a dict of InteractiveRec kwargs, got {cfg.env_kwargs!r}")
-        if cfg.env_kwargs and cfg.train_env != "interactive":
-            raise ValueError(f"{name}: env_kwargs applies to train_env='interactive' only, got "
-                             f"train_env={cfg.train_env!r}")
-        if cfg.train_env == "interactive" and not cfg.env_preset:
-            raise ValueError(f"{name}: train_env='interactive' needs env_preset (e.g. {sorted(PRESETS)[:5]})")
+        if not isinstance(cfg.train_env_kwargs, dict):
+            raise ValueError(f"{name}: train_env_kwargs must be a dict of InteractiveRec kwargs, got "
+                             f"{cfg.train_env_kwargs!r}")
+        if cfg.train_env_kwargs and (train_env is None or train_env.family != "InteractiveRec"):
+            raise ValueError(f"{name}: train_env_kwargs applies to the agents that train in InteractiveRec "
+                             f"({', '.join(WORLD_MODEL_METHODS)}), not to {name!r}")
+        fixed = sorted(set(cfg.train_env_kwargs) & set(train_env.kwargs if train_env is not None else ()))
+        if fixed:
+            raise ValueError(f"{name}: train_env_kwargs cannot change {fixed}: {train_env.kwargs} defines this agent")
         for fname in ("num_envs", "n_steps"):
             if int(getattr(cfg, fname)) < 1:
                 raise ValueError(f"{name}: {fname} must be >= 1, got {getattr(cfg, fname)}")
         self.spec = spec = rec_env_spec(env, name)
         self.device = spec.device
-        tcfg = TrackerConfig(kind=cfg.tracker, window=cfg.window, emb_dim=cfg.emb_dim, user_dim=cfg.user_dim,
-                             use_step=cfg.use_step, profile=cfg.profile)
         with seeded(cfg.seed):
-            tracker = make_tracker(tcfg, spec.n_users, spec.n_items, spec.history_len, spec.reward_range,
+            tracker = make_tracker(cfg.tracker, spec.n_users, spec.n_items, spec.history_len, spec.reward_range,
                                    spec.max_turn, spec.dataset)
             self.net = ActorCritic(tracker, tuple(cfg.hidden), spec.n_items, cfg.head).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
@@ -215,22 +187,16 @@ class A2CAgent:
 
     # -- learning --------------------------------------------------------------------------------------
     def _envs(self, env: Any, eval_env: Any) -> tuple[Any, Any]:
+        """(training env, evaluation env) of ``learn(env, ..., eval_env)``; see the module docstring."""
         cfg = self.cfg
-        if cfg.train_env == "given":
-            train = env
-            evaluation = eval_env if eval_env is not None else make_matching_env(
-                env, "GroundTruthRec", num_envs=min(cfg.eval_episodes, 100) or 1)
-        elif cfg.train_env == "gt":
-            train = make_matching_env(env, "GroundTruthRec", num_envs=cfg.num_envs)
-            evaluation = eval_env if eval_env is not None else env
-        else:
-            train = make_matching_env(env, "InteractiveRec", num_envs=cfg.num_envs, preset=cfg.env_preset,
-                                      progress=cfg.progress, **cfg.env_kwargs)
-            evaluation = eval_env if eval_env is not None else env
-        return train, evaluation
+        interactive = self.train_env is not None and self.train_env.family == "InteractiveRec"
+        overrides = {"progress": cfg.progress, **cfg.train_env_kwargs} if interactive else {}
+        return learn_envs(self.name, env, eval_env, self.train_env, cfg.num_envs, min(cfg.eval_episodes, 100) or 1,
+                          **overrides)
 
     def learn(self, env: Any, budget: int, logger: Any = None, eval_env: Any = None) -> None:
-        """Train for ``budget`` env steps (transitions summed over the parallel envs)."""
+        """Train in ``env`` for ``budget`` env steps (transitions summed over the parallel envs); evaluate in
+        ``eval_env`` (see the module docstring for the envs ``gt`` and the world-model methods derive)."""
         cfg = self.cfg
         train_env, evaluation_env = self._envs(env, eval_env)
         tspec = rec_env_spec(train_env, self.name)
@@ -358,27 +324,17 @@ class A2CAgent:
         self.env_steps = int(payload.get("env_steps", 0))
 
 
-def make_a2c(env: Any, **config: Any) -> A2CAgent:
-    """Plain A2C: trains in the env given to ``learn`` (``train_env='given'``)."""
-    return A2CAgent(env, build_config(A2CConfig, config, "a2c"), name="a2c")
+def _factory(name: str, train_env: TrainEnvSpec | None):
+    def factory(env: Any, config: A2CConfig) -> A2CAgent:
+        return A2CAgent(env, config, name=name, train_env=train_env)
 
-
-def _preset_factory(name: str):
-    train_env, preset = PRESETS[name]
-
-    def factory(env: Any, **config: Any) -> A2CAgent:
-        for fixed in ("train_env", "env_preset"):
-            if fixed in config:
-                raise ValueError(f"{name}: {fixed} is fixed by the preset ({train_env!r}, {preset!r}); "
-                                 "use agent 'a2c' to choose it")
-        cfg = build_config(A2CConfig, {**PRESET_DEFAULTS.get(name, {}), **config, "train_env": train_env,
-                                       "env_preset": preset}, name)
-        return A2CAgent(env, cfg, name=name)
-
-    factory.__doc__ = f"A2C preset {name!r}: train_env={train_env!r}, env_preset={preset!r}."
+    where = "the env given to learn" if train_env is None else f"{train_env.family} {train_env.kwargs or ''}"
+    factory.__doc__ = f"A2C agent {name!r}: trains in {where.strip()}."
     return factory
 
 
-register_agent("a2c", make_a2c)
-for _name in PRESETS:
-    register_agent(_name, _preset_factory(_name))
+register_agent("a2c", A2CConfig, _factory("a2c", None))
+register_agent("gt", A2CConfig, _factory("gt", GT_TRAIN_ENV), train_env=GT_TRAIN_ENV, defaults=RANKING_DEFAULTS)
+for _name in WORLD_MODEL_METHODS:
+    _spec = TrainEnvSpec("InteractiveRec", {"reward_preset": _name})
+    register_agent(_name, A2CConfig, _factory(_name, _spec), train_env=_spec, defaults=RANKING_DEFAULTS)

@@ -1,4 +1,7 @@
-"""Bandit baselines on world-model scores (DORL's, REFERENCE.md section 1): ``ucb`` and ``epsilon_greedy``.
+"""Bandit baselines on world-model scores: ``ucb`` and ``epsilon_greedy``.
+
+The bandit baselines of DORL ("Alleviating Matthew Effect of Offline Reinforcement Learning in Interactive
+Recommendation", arXiv:2307.04571).
 
 Both read the world model's full predicted-reward matrix ``mean[u, i]`` (``recgym.worldmodels.fit_or_load``,
 fitted once on the training logs and cached; ``world_model="deepfm"``, DORL's DeepFM ensemble, by default,
@@ -22,7 +25,7 @@ from typing import Any
 
 import torch
 
-from recgym.agents.base import build_config, register_agent
+from recgym.agents.base import AgentConfig, register_agent
 from recgym.agents.common import (
     EvalRecorder,
     NoRepeatServer,
@@ -44,14 +47,24 @@ WORLD_MODELS = ("deepfm", "mf")
 
 
 @dataclass
-class BanditConfig:
-    seed: int = 0
-    world_model: str = "deepfm"  # one of WORLD_MODELS
-    c: float = 1.0  # ucb: bonus scale
-    epsilon: float = 0.3  # epsilon_greedy: exploration rate
+class BanditConfig(AgentConfig):
+    """Shared by the two bandits (each extends it with its exploration parameter)."""
+
     eval_every: int = 3_000  # env steps between evaluations during learn
-    eval_episodes: int = 100
-    progress: bool = True
+    world_model: str = "deepfm"  # one of WORLD_MODELS
+
+
+@dataclass
+class UCBConfig(BanditConfig):
+    c: float = 1.0  # bonus scale
+
+
+@dataclass
+class EpsilonGreedyConfig(BanditConfig):
+    epsilon: float = 0.3  # exploration rate
+
+
+CONFIGS: dict[str, type[BanditConfig]] = {"ucb": UCBConfig, "epsilon_greedy": EpsilonGreedyConfig}
 
 
 def world_model_scores(dataset: Any, kind: str, device: torch.device, seed: int,
@@ -71,8 +84,11 @@ class BanditAgent:
 
     def __init__(self, env: Any, cfg: BanditConfig, name: str) -> None:
         self.name, self.cfg = name, cfg
+        check_choice(name, "name", name, tuple(CONFIGS))
+        if not isinstance(cfg, CONFIGS[name]):
+            raise TypeError(f"{name}: config must be a {CONFIGS[name].__name__}, got {type(cfg).__name__}")
         check_choice(name, "world_model", cfg.world_model, WORLD_MODELS)
-        if not 0.0 <= cfg.epsilon <= 1.0:
+        if isinstance(cfg, EpsilonGreedyConfig) and not 0.0 <= cfg.epsilon <= 1.0:
             raise ValueError(f"{name}: epsilon must be in [0, 1], got {cfg.epsilon}")
         self.spec = spec = rec_env_spec(env, name)
         self.device = spec.device
@@ -157,13 +173,13 @@ class BanditAgent:
         self.gen.set_state(payload["gen"])
 
 
-def make_ucb(env: Any, **config: Any) -> BanditAgent:
-    return BanditAgent(env, build_config(BanditConfig, config, "ucb"), "ucb")
+def _factory(name: str):
+    def factory(env: Any, config: BanditConfig) -> BanditAgent:
+        return BanditAgent(env, config, name)
+
+    factory.__doc__ = f"The {name} bandit over world-model scores (see recgym.agents.bandits)."
+    return factory
 
 
-def make_epsilon_greedy(env: Any, **config: Any) -> BanditAgent:
-    return BanditAgent(env, build_config(BanditConfig, config, "epsilon_greedy"), "epsilon_greedy")
-
-
-register_agent("ucb", make_ucb)
-register_agent("epsilon_greedy", make_epsilon_greedy)
+for _name, _cfg in CONFIGS.items():
+    register_agent(_name, _cfg, _factory(_name))

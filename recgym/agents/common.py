@@ -1,7 +1,9 @@
-"""Helpers shared by the rec-env agents: env inspection, seeding, checkpoints, logging, evaluation.
+"""Helpers shared by the rec-env agents: env inspection, training / evaluation envs, seeding, checkpoints,
+logging, evaluation.
 
 Kept small and free of policy logic: each agent module stays readable on its own (CleanRL style) and only
-borrows the plumbing from here.
+borrows the plumbing from here. Env-family knowledge (which env a world-model method trains in) is in
+`recgym.envs.derive`; `learn_envs` applies it to the ``learn(env, budget, eval_env=...)`` contract.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from gymnasium import spaces
 from tqdm.auto import tqdm
 
 from recgym.data.cache import atomic_write
+from recgym.envs.derive import TrainEnvSpec, base_env, env_family, matching_env, training_env
 
 
 @dataclass
@@ -33,13 +36,6 @@ class RecEnvSpec:
     device: torch.device
     reward_range: tuple[float, float]
     dataset: Any  # the env's LoggedDataset (None when the env does not expose one)
-    dataset_name: str | None  # registry name used in env ids, e.g. "Synthetic", "Coat"
-    env_kwargs: dict[str, Any]  # protocol kwargs the env was made with (preset, mode, N, M, ...)
-
-
-def base_env(env: Any) -> Any:
-    """The innermost env (through gymnasium wrappers)."""
-    return getattr(env, "unwrapped", env)
 
 
 def rec_env_spec(env: Any, agent: str) -> RecEnvSpec:
@@ -72,12 +68,10 @@ def rec_env_spec(env: Any, agent: str) -> RecEnvSpec:
     rr = getattr(inner, "reward_bounds", None)
     if rr is None:
         rr = _reward_range_from(dataset)
-    spec_kwargs = dict(getattr(getattr(env, "spec", None), "kwargs", None) or {})
     return RecEnvSpec(
         n_users=n_users, n_items=n_items, history_len=history_len, max_turn=max_turn,
         num_envs=int(getattr(env, "num_envs", 1)), device=torch.device(getattr(inner, "device", "cpu")),
         reward_range=(float(rr[0]), float(rr[1])), dataset=dataset,
-        dataset_name=getattr(inner, "dataset_name", None), env_kwargs=spec_kwargs,
     )
 
 
@@ -236,58 +230,35 @@ def reset_done(env: Any, obs: Any, info: dict[str, Any], done: torch.Tensor) -> 
     return obs, info
 
 
-_VEC_ONLY_KWARGS = ("num_envs", "vectorization_mode", "vector_kwargs", "wrappers", "max_episode_steps")
-# Kwargs only InteractiveRec takes (its reward preset, world model and shaping weights).
-_INTERACTIVE_ONLY = ("world_model", "world_model_config", "world_model_seed", "lambda_u", "lambda_ent",
-                     "lambda_int", "alpha", "beta", "entropy_window", "progress")
+def learn_envs(agent: str, env: Any, eval_env: Any, train_env: TrainEnvSpec | None, num_envs: int,
+               eval_num_envs: int, **overrides: Any) -> tuple[Any, Any]:
+    """The (training env, evaluation env) of ``learn(env, budget, eval_env=eval_env)`` for an agent that steps
+    its training env.
 
-
-def make_matching_env(env: Any, family: str, num_envs: int, **overrides: Any) -> Any:
-    """A new batched env of ``family`` (``GroundTruthRec`` / ``InteractiveRec``) matching ``env``.
-
-    Same dataset (the loaded object, not re-read), protocol (preset, mode, N, M, max_turn, history_len, ...)
-    and device as ``env``, read from ``env.spec`` (set by ``gymnasium.make_vec``); ``overrides`` win.
-    The protocol preset is ``preset=`` in GroundTruthRec and ``protocol=`` in InteractiveRec (whose
-    ``preset=`` is the reward preset), so it is renamed when switching family; InteractiveRec-only kwargs
-    are dropped when going to the ground truth. Same family: ``env.make_sibling`` when the env has it.
+    ``env`` is the training env and ``eval_env`` the evaluation env. For direct use, an agent registered with a
+    training-env spec ``train_env`` (a world-model method, or ``gt``) may be given its *evaluation* env
+    instead: when ``env`` is of another family than ``train_env.family``, or when no ``eval_env`` is given
+    (one env cannot be both: evaluation resets it), the training env is derived from ``env`` with
+    `recgym.envs.derive.training_env` (``num_envs`` parallel envs, ``overrides`` added to the spec's kwargs)
+    and the evaluation runs in ``eval_env``, else in ``env``. Without a spec the agent trains in ``env`` and,
+    without ``eval_env``, evaluates in a matching GroundTruthRec env of ``eval_num_envs`` envs. ``eval_env is
+    env`` counts as no ``eval_env``.
     """
-    import gymnasium as gym
-
-    spec = getattr(env, "spec", None)
-    if spec is None or not getattr(spec, "id", None):
-        raise ValueError(
-            f"cannot build a matching {family} env: the env has no spec id (make it with gymnasium.make_vec, "
-            "or pass the training / evaluation env explicitly)"
-        )
-    parts = spec.id.split("-")
-    if len(parts) < 3:
-        raise ValueError(f"env id {spec.id!r} is not of the form <Family>-<Data>-v<k>")
-    inner = base_env(env)
-    if parts[0] == family and hasattr(inner, "make_sibling") and not overrides:
-        sib = inner.make_sibling(int(num_envs))
-        sib.spec = spec
-        return sib
-    kwargs = {k: v for k, v in dict(spec.kwargs or {}).items() if k not in _VEC_ONLY_KWARGS}
-    if parts[0] == "InteractiveRec" and family != "InteractiveRec":
-        for k in _INTERACTIVE_ONLY:
-            kwargs.pop(k, None)
-        kwargs["preset"] = kwargs.pop("protocol", kwargs.get("preset"))
-    elif parts[0] != "InteractiveRec" and family == "InteractiveRec":
-        kwargs["protocol"] = kwargs.pop("preset", None)
-    if getattr(inner, "dataset", None) is not None:
-        kwargs["dataset"] = inner.dataset  # the loaded object: no second parse of the files
-        kwargs.pop("dataset_kwargs", None)
-    kwargs["device"] = inner.device
-    kwargs.update(overrides)
-    new_id = "-".join([family, *parts[1:]])
-    return gym.make_vec(new_id, num_envs=int(num_envs), vectorization_mode="vector_entry_point", **kwargs)
-
-
-def env_family(env: Any) -> str | None:
-    """``GroundTruthRec`` / ``InteractiveRec`` / ... from ``env.spec.id`` (None when unknown)."""
-    spec = getattr(env, "spec", None)
-    sid = getattr(spec, "id", None)
-    return sid.split("-")[0] if sid else None
+    if eval_env is env:
+        eval_env = None
+    if train_env is not None:
+        if eval_env is None or env_family(env) != train_env.family:
+            return training_env(env, train_env, num_envs, **overrides), (eval_env if eval_env is not None else env)
+        given = dict(getattr(getattr(env, "spec", None), "kwargs", None) or {})
+        clash = {k: (given[k], v) for k, v in train_env.kwargs.items() if k in given and given[k] != v}
+        if clash:
+            raise ValueError(f"{agent}: the training env given to learn() was made with "
+                             f"{ {k: g for k, (g, _) in clash.items()} }, this agent trains with "
+                             f"{ {k: w for k, (_, w) in clash.items()} }")
+        return env, eval_env
+    if eval_env is not None:
+        return env, eval_env
+    return env, matching_env(env, "GroundTruthRec", num_envs=eval_num_envs)
 
 
 def evaluation_env_for(env: Any, eval_env: Any, num_envs: int = 100) -> Any:
@@ -296,7 +267,7 @@ def evaluation_env_for(env: Any, eval_env: Any, num_envs: int = 100) -> Any:
         return eval_env
     if env_family(env) in (None, "GroundTruthRec"):
         return env
-    return make_matching_env(env, "GroundTruthRec", num_envs=num_envs)
+    return matching_env(env, "GroundTruthRec", num_envs=num_envs)
 
 
 class NoRepeatServer:

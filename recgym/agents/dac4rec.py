@@ -1,4 +1,7 @@
-"""DAC4Rec (Chen, Wang & Yao 2025; REFERENCE.md section 5): offline diffusion-policy actor-critic for rec envs.
+"""DAC4Rec: offline diffusion-policy actor-critic for rec envs, and its SAC / TD3 siblings.
+
+DAC4Rec: Chen, Wang & Yao, "Energy-Guided Diffusion Sampling for Long-Term User Behavior Prediction in
+Reinforcement Learning-based Recommendation" (arXiv:2510.12815).
 
 Offline: trained only on the training logs, turned into trajectories by `recgym.agents.logged` (each user's
 interactions in time order, else a seeded random order, cut into episodes of the env's ``max_turn``; the state
@@ -44,7 +47,8 @@ schedule beta_min 0.1, beta_max 10, ``n_diffusion_steps`` N).
   candidate actions sampled from the actor, ``beta = energy_beta`` (3), ``Q = min(Q1, Q2)``; acting then adds
   ``guidance_scale * grad_a f_psi`` to the score along the reverse chain (`diffusion_policy` docstring).
 
-Registered agents (presets of the one class; every field can still be overridden): ``dac4rec``,
+Registered agents (`VARIANTS` of the one class: each its own config defaults; every field can still be
+overridden): ``dac4rec``,
 ``dac4rec_noguide``, ``dac4rec_a``, ``dac4rec_awr``, ``offline_sac``, ``offline_td3``, ``sac_diffusion``,
 ``sac_diffusion_energy``, ``td3_diffusion``, ``td3_diffusion_energy``. The "SAC" and "TD3" rows of the
 paper's tables are ``offline_sac`` / ``offline_td3`` here (same data, trackers and critics as DAC4Rec, so the
@@ -59,15 +63,15 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recgym.agents.base import build_config, register_agent
+from recgym.agents.base import AgentConfig, BudgetUnit, register_agent
 from recgym.agents.common import (
     EvalRecorder,
     action_mask,
@@ -85,9 +89,10 @@ from recgym.agents.common import (
     seeded,
     to_device_obs,
 )
-from recgym.agents.diffusion_policy import DiffusionActor, EnergyModel, cep_loss, mish_mlp
+from recgym.agents.diffusion_policy import DiffusionActor, EnergyModel, cep_loss
 from recgym.agents.logged import ORDERS, LoggedTransitions, build_logged_transitions
-from recgym.agents.trackers import TRACKERS, TrackerConfig, make_tracker
+from recgym.agents.trackers import TrackerConfig, make_tracker
+from recgym.nn.diffusion import mlp as mish_mlp
 
 ALGOS = ("dac", "sac", "td3")
 ACTORS = ("diffusion", "gaussian", "deterministic")
@@ -96,10 +101,11 @@ ACTION_EMBS = ("gt_svd", "train_svd")
 
 
 @dataclass
-class DAC4RecConfig:
+class DAC4RecConfig(AgentConfig):
     """Hyper-parameters of DAC4Rec and of its SAC / TD3 siblings (see the module docstring)."""
 
-    seed: int = 0
+    budget_unit: ClassVar[BudgetUnit] = "gradient_steps"
+
     algo: str = "dac"  # one of ALGOS (critic backbone)
     actor: str = "diffusion"  # one of ACTORS
     action_approx: bool = True  # one-step a0 estimate (EDP) instead of backprop through the chain
@@ -129,16 +135,8 @@ class DAC4RecConfig:
     normalize_reward: bool = True
     order: str = "time"  # logged-trajectory order, one of logged.ORDERS
     episode_len: int = 0  # 0 = the env's max_turn
-    tracker: str = "gru"  # one of TRACKERS
-    window: int = 3
-    emb_dim: int = 32
-    tracker_hidden: int = 64
-    user_dim: int = 0
-    use_step: bool = True
-    profile: bool = True  # the user's logged profile in the state (recgym.agents.trackers)
-    eval_every: int = 0  # gradient steps between evaluations (0 = only at the end)
-    eval_episodes: int = 100
-    progress: bool = True
+    # GRU over the history, with the user's logged profile (recgym.agents.trackers); one per actor and critic
+    tracker: TrackerConfig = field(default_factory=lambda: TrackerConfig(kind="gru", profile=True))
 
 
 class GaussianActor(nn.Module):
@@ -221,11 +219,10 @@ class DAC4RecAgent:
         check_choice(name, "actor", cfg.actor, ACTORS)
         check_choice(name, "q_mode", cfg.q_mode, Q_MODES)
         check_choice(name, "action_emb", cfg.action_emb, ACTION_EMBS)
-        check_choice(name, "tracker", cfg.tracker, TRACKERS)
         check_choice(name, "order", cfg.order, ORDERS)
-        for field in ("n_diffusion_steps", "energy_m", "energy_batch", "action_dim", "batch_size", "actor_every"):
-            if int(getattr(cfg, field)) < 1:
-                raise ValueError(f"{name}: {field} must be >= 1, got {getattr(cfg, field)}")
+        for fname in ("n_diffusion_steps", "energy_m", "energy_batch", "action_dim", "batch_size", "actor_every"):
+            if int(getattr(cfg, fname)) < 1:
+                raise ValueError(f"{name}: {fname} must be >= 1, got {getattr(cfg, fname)}")
         if cfg.guidance_scale < 0:
             raise ValueError(f"{name}: guidance_scale must be >= 0 (0 = off), got {cfg.guidance_scale}")
         if cfg.guidance_scale > 0 and cfg.actor != "diffusion":
@@ -239,8 +236,7 @@ class DAC4RecAgent:
         self.item_emb = self._item_embeddings(env, item_embeddings).to(dev)
         k = int(self.item_emb.shape[1])
         self.action_dim = k
-        tcfg = TrackerConfig(kind=cfg.tracker, window=cfg.window, emb_dim=cfg.emb_dim, user_dim=cfg.user_dim,
-                             use_step=cfg.use_step, hidden=cfg.tracker_hidden, profile=cfg.profile)
+        tcfg = cfg.tracker
         hidden = tuple(int(h) for h in cfg.hidden)
 
         def tracker() -> nn.Module:
@@ -511,10 +507,14 @@ class DAC4RecAgent:
     def load(self, path: str | os.PathLike[str]) -> None:
         payload = load_checkpoint(path, self.name)
         saved = payload.get("config", {})
-        for field in ("algo", "actor", "n_diffusion_steps", "tracker", "action_dim", "hidden", "emb_dim"):
-            have, got = getattr(self.cfg, field), saved.get(field)
+        saved_tracker = saved.get("tracker") or {}
+        checks = [(name, getattr(self.cfg, name), saved.get(name))
+                  for name in ("algo", "actor", "n_diffusion_steps", "action_dim", "hidden")]
+        checks += [(f"tracker.{name}", getattr(self.cfg.tracker, name), saved_tracker.get(name))
+                   for name in ("kind", "emb_dim")]
+        for name, have, got in checks:
             if got is not None and (tuple(got) if isinstance(got, list) else got) != have:
-                raise ValueError(f"{self.name}: checkpoint {os.fspath(path)!r} has {field}={got!r}, this agent {have!r}")
+                raise ValueError(f"{self.name}: checkpoint {os.fspath(path)!r} has {name}={got!r}, this agent {have!r}")
         if tuple(payload["item_emb"].shape) != tuple(self.item_emb.shape):
             raise ValueError(f"{self.name}: checkpoint item embeddings {tuple(payload['item_emb'].shape)} do not "
                              f"match the env's {tuple(self.item_emb.shape)}")
@@ -536,8 +536,8 @@ class DAC4RecAgent:
             self.energy_opt.load_state_dict(payload["energy_opt"])
 
 
-# name -> config defaults (each a preset of DAC4RecAgent; user overrides win)
-PRESETS: dict[str, dict[str, Any]] = {
+# agent name -> its config defaults (variants of DAC4RecAgent; a caller's overrides win)
+VARIANTS: dict[str, dict[str, Any]] = {
     "dac4rec": {"algo": "dac", "actor": "diffusion", "action_approx": True, "guidance_scale": 1.0},
     "dac4rec_noguide": {"algo": "dac", "actor": "diffusion", "action_approx": True, "guidance_scale": 0.0},
     "dac4rec_a": {"algo": "dac", "actor": "diffusion", "action_approx": False, "guidance_scale": 1.0},
@@ -552,20 +552,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def _factory(name: str):
-    def factory(env: Any, item_embeddings: Any = None, **config: Any) -> DAC4RecAgent:
-        cfg = build_config(DAC4RecConfig, {**PRESETS[name], **config}, name)
-        return DAC4RecAgent(env, cfg, name=name, item_embeddings=item_embeddings)
+    def factory(env: Any, config: DAC4RecConfig) -> DAC4RecAgent:
+        return DAC4RecAgent(env, config, name=name)
 
-    factory.__doc__ = f"{name}: preset {PRESETS[name]} of DAC4RecAgent (see recgym.agents.dac4rec)."
+    factory.__doc__ = f"{name}: variant {VARIANTS[name]} of DAC4RecAgent (see recgym.agents.dac4rec)."
     return factory
 
 
-def config_for(name: str, **overrides: Any) -> DAC4RecConfig:
-    """The effective config of preset ``name`` with ``overrides`` (for reports)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown DAC4Rec preset {name!r}; valid: {sorted(PRESETS)}")
-    return replace(DAC4RecConfig(), **{**PRESETS[name], **overrides})
-
-
-for _name in PRESETS:
-    register_agent(_name, _factory(_name))
+for _name, _defaults in VARIANTS.items():
+    register_agent(_name, DAC4RecConfig, _factory(_name), defaults=_defaults)

@@ -1,46 +1,49 @@
 """A state-conditioned diffusion policy over continuous actions, and a contrastive energy model to guide it.
 
-Reusable pieces of DAC4Rec (`recgym.agents.dac4rec`, REFERENCE.md section 5, papers/dac4rec.txt):
+The reusable pieces of DAC4Rec (`recgym.agents.dac4rec`; "Energy-Guided Diffusion Sampling for Long-Term User
+Behavior Prediction in Reinforcement Learning-based Recommendation", arXiv:2510.12815):
 
-- `VPSchedule`: the discrete VP schedule of Song et al. (2020) used by Diffusion-QL and DAC4Rec,
-  ``alpha_i = exp(-beta_min / N - 0.5 (beta_max - beta_min) (2i - 1) / N^2)``, i = 1..N (beta_min 0.1,
-  beta_max 10), ``beta_i = 1 - alpha_i``, ``alpha_bar_i = prod_{j <= i} alpha_j``. (The paper prints the
-  exponent without the leading minus sign; with it, beta_i is positive, as it must be.) Index ``i`` in the
-  tensors below is 0-based: ``i = 0`` is the least noisy step.
+- `VPSchedule`: the discrete VP schedule used by Diffusion-QL (arXiv:2208.06193) and DAC4Rec (kind ``"vp"`` of
+  `recgym.nn.diffusion.NoiseSchedule`), ``alpha_i = exp(-beta_min / N - 0.5 (beta_max - beta_min) (2i - 1) /
+  N^2)``, i = 1..N (beta_min 0.1, beta_max 10), ``beta_i = 1 - alpha_i``, ``alpha_bar_i = prod_{j <= i}
+  alpha_j``. (DAC4Rec prints the exponent without the leading minus sign; with it, beta_i is positive, as it
+  must be.) Index ``i`` in the tensors below is 0-based: ``i = 0`` is the least noisy step.
 - `DiffusionActor`: epsilon-model ``eps_theta(a_i, i, s)`` (an MLP on [a_i, time embedding, s], Mish), the
-  denoising loss L_d (paper eq. 8), *action approximation* (eq. 14, as in EDP: the one-step estimate
-  ``a0_hat = (a_i - sqrt(1 - abar_i) eps_theta) / sqrt(abar_i)`` of a noised dataset action), and the reverse
-  chain (DDPM posterior mean with the predicted a0 clipped to the action box, posterior variance, no noise at the
-  last step), optionally with gradients through the chain and with energy guidance.
-- `EnergyModel`: ``f_psi(s, a_i, i)`` trained with the contrastive energy prediction (CEP) loss of Lu et al.
-  (2023) over M candidate actions per state, ``-sum_m softmax(beta Q(s, a_m)) log softmax_m f(s, a_m^i, i)``
-  (`cep_loss`); guided sampling replaces the score ``-eps / sqrt(1 - abar_i)`` by
-  ``-eps / sqrt(1 - abar_i) + scale * grad_a f``, i.e. ``eps <- eps - scale * sqrt(1 - abar_i) * grad_a f``.
+  denoising loss L_d (DAC4Rec eq. 8), *action approximation* (eq. 14, as in EDP, "Efficient Diffusion Policies
+  for Offline Reinforcement Learning", arXiv:2305.20081: the one-step estimate ``a0_hat = (a_i - sqrt(1 -
+  abar_i) eps_theta) / sqrt(abar_i)`` of a noised dataset action), and the reverse chain (DDPM posterior mean
+  with the predicted a0 clipped to the action box, posterior variance, no noise at the last step), optionally
+  with gradients through the chain and with energy guidance.
+- `EnergyModel`: ``f_psi(s, a_i, i)`` trained with the contrastive energy prediction (CEP) loss of "Contrastive
+  Energy Prediction for Exact Energy-Guided Diffusion Sampling in Offline Reinforcement Learning"
+  (arXiv:2304.12824) over M candidate actions per state, ``-sum_m softmax(beta Q(s, a_m)) log softmax_m f(s,
+  a_m^i, i)`` (`cep_loss`); guided sampling replaces the score ``-eps / sqrt(1 - abar_i)`` by ``-eps / sqrt(1 -
+  abar_i) + scale * grad_a f``, i.e. ``eps <- eps - scale * sqrt(1 - abar_i) * grad_a f``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from recgym.nn.diffusion import NoiseSchedule, mlp, timestep_embedding
+
 GuideFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
-
-def mish_mlp(inp: int, hidden: tuple[int, ...], out: int) -> nn.Sequential:
-    """Linear-Mish stack ending in a linear layer (the Diffusion-QL network shape)."""
-    layers: list[nn.Module] = []
-    for h in hidden:
-        layers += [nn.Linear(inp, h), nn.Mish()]
-        inp = h
-    layers.append(nn.Linear(inp, out))
-    return nn.Sequential(*layers)
+# VPSchedule's buffer names (kept: they are in saved DAC4Rec state dicts) and the schedule constant each holds
+_VP_BUFFERS: tuple[tuple[str, str], ...] = (
+    ("betas", "betas"), ("alphas", "alphas"), ("abar", "alphas_cumprod"), ("sqrt_abar", "sqrt_alphas_cumprod"),
+    ("sqrt_1m_abar", "sqrt_one_minus_alphas_cumprod"), ("post_var", "posterior_variance"),
+    ("post_c0", "posterior_mean_coef1"),  # coefficient of a0_hat in the posterior mean
+    ("post_ct", "posterior_mean_coef2"),  # coefficient of a_i
+)
 
 
 class VPSchedule(nn.Module):
-    """Discrete VP schedule with the posterior coefficients of DDPM, as buffers (they follow ``.to(device)``)."""
+    """The VP schedule (`recgym.nn.diffusion.NoiseSchedule` kind ``"vp"``) with DDPM's posterior coefficients,
+    as float32 buffers (they follow ``.to(device)``)."""
 
     def __init__(self, n_steps: int, beta_min: float = 0.1, beta_max: float = 10.0) -> None:
         super().__init__()
@@ -48,28 +51,17 @@ class VPSchedule(nn.Module):
             raise ValueError(f"n_steps (diffusion steps N) must be >= 1, got {n_steps}")
         if not 0.0 <= beta_min <= beta_max:
             raise ValueError(f"need 0 <= beta_min <= beta_max, got beta_min={beta_min}, beta_max={beta_max}")
-        n = int(n_steps)
-        self.n_steps = n
-        i = torch.arange(1, n + 1, dtype=torch.float64)
-        alphas = torch.exp(-beta_min / n - 0.5 * (beta_max - beta_min) * (2 * i - 1) / n**2)
-        betas = 1.0 - alphas
-        abar = torch.cumprod(alphas, 0)
-        abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
-        post_var = betas * (1.0 - abar_prev) / (1.0 - abar)
-        for name, v in {
-            "betas": betas, "alphas": alphas, "abar": abar, "sqrt_abar": abar.sqrt(),
-            "sqrt_1m_abar": (1.0 - abar).sqrt(), "post_var": post_var,
-            "post_c0": betas * abar_prev.sqrt() / (1.0 - abar),  # coefficient of a0_hat in the posterior mean
-            "post_ct": (1.0 - abar_prev) * alphas.sqrt() / (1.0 - abar),  # coefficient of a_i
-        }.items():
-            self.register_buffer(name, v.float())
+        self.n_steps = int(n_steps)
+        sched = NoiseSchedule("vp", self.n_steps, beta_min, beta_max)
+        for name, const in _VP_BUFFERS:
+            self.register_buffer(name, sched.table(const, torch.float32))
 
     def q_sample(self, a0: torch.Tensor, i: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """``a_i = sqrt(abar_i) a0 + sqrt(1 - abar_i) noise`` (i: int64 [B], broadcast over the action dims)."""
         return _col(self.sqrt_abar, i, a0) * a0 + _col(self.sqrt_1m_abar, i, a0) * noise
 
     def predict_a0(self, a_i: torch.Tensor, i: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """Action approximation (paper eq. 14): the a0 that ``eps`` would have been added to."""
+        """Action approximation (DAC4Rec eq. 14): the a0 that ``eps`` would have been added to."""
         return (a_i - _col(self.sqrt_1m_abar, i, a_i) * eps) / _col(self.sqrt_abar, i, a_i)
 
 
@@ -78,7 +70,7 @@ def _col(table: torch.Tensor, i: torch.Tensor, like: torch.Tensor) -> torch.Tens
 
 
 class TimeEmbedding(nn.Module):
-    """Sinusoidal embedding of the diffusion step followed by a small MLP."""
+    """Sinusoidal embedding of the diffusion step (sin half first, as Diffusion-QL) followed by a small MLP."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -86,13 +78,7 @@ class TimeEmbedding(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.Mish(), nn.Linear(2 * dim, dim))
 
     def forward(self, i: torch.Tensor) -> torch.Tensor:
-        half = self.dim // 2
-        freq = torch.exp(-math.log(10000.0) * torch.arange(half, device=i.device, dtype=torch.float32) / max(half, 1))
-        x = i.float().unsqueeze(-1) * freq
-        emb = torch.cat([x.sin(), x.cos()], -1)
-        if emb.shape[-1] < self.dim:
-            emb = nn.functional.pad(emb, (0, self.dim - emb.shape[-1]))
-        return self.mlp(emb)
+        return self.mlp(timestep_embedding(i, self.dim, sin_first=True))
 
 
 class DiffusionActor(nn.Module):
@@ -107,7 +93,7 @@ class DiffusionActor(nn.Module):
         self.max_action = float(max_action)
         self.sched = VPSchedule(n_steps, beta_min, beta_max)
         self.time = TimeEmbedding(t_dim)
-        self.net = mish_mlp(action_dim + t_dim + state_dim, hidden, action_dim)
+        self.net = mlp(action_dim + t_dim + state_dim, hidden, action_dim)
 
     @property
     def n_steps(self) -> int:
@@ -160,7 +146,7 @@ class EnergyModel(nn.Module):
     def __init__(self, state_dim: int, action_dim: int, hidden: tuple[int, ...] = (128, 128), t_dim: int = 16) -> None:
         super().__init__()
         self.time = TimeEmbedding(t_dim)
-        self.net = mish_mlp(action_dim + t_dim + state_dim, hidden, 1)
+        self.net = mlp(action_dim + t_dim + state_dim, hidden, 1)
 
     def forward(self, s: torch.Tensor, a: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([a, self.time(i), s], -1)).squeeze(-1)

@@ -1,6 +1,7 @@
-"""Exponential reward-weighted SFT (``exp_rsft``) of a next-item policy on the logs (REFERENCE.md section 6).
+"""Exponential reward-weighted SFT (``exp_rsft``) of a next-item policy on the logs.
 
-Fully offline (papers/exp_rsft.txt): the policy ``pi(a | s)`` (state tracker + MLP over items) maximises the
+After "Robust Post-Training for Generative Recommenders: Why Exponential Reward-Weighted SFT Outperforms RLHF"
+(arXiv:2603.10279). Fully offline: the policy ``pi(a | s)`` (state tracker + MLP over items) maximises the
 logged likelihood with each term weighted by ``w = exp(r / lambda)``: the minimiser is
 ``pi*(a|s) ∝ pi_beta(a|s) exp(r(s, a) / lambda)``, the behaviour policy tilted towards rewarding items.
 Small ``lambda`` trusts the rewards more (more improvement, less robustness to noisy rewards); large
@@ -16,15 +17,15 @@ steps. Acting is greedy over the allowed items (``info["action_mask"]``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from recgym.agents.a2c import mlp
-from recgym.agents.base import build_config, register_agent
+from recgym.agents.base import AgentConfig, BudgetUnit, register_agent
 from recgym.agents.common import (
     EvalRecorder,
     action_mask,
@@ -42,12 +43,14 @@ from recgym.agents.common import (
     to_device_obs,
 )
 from recgym.agents.logged import ORDERS, build_logged_transitions
-from recgym.agents.trackers import TRACKERS, TrackerConfig, make_tracker
+from recgym.agents.trackers import TrackerConfig, make_tracker
 
 
 @dataclass
-class ExpRSFTConfig:
-    seed: int = 0
+class ExpRSFTConfig(AgentConfig):
+    budget_unit: ClassVar[BudgetUnit] = "gradient_steps"
+
+    eval_every: int = 500  # gradient steps between evaluations (0 = only at the end)
     lam: float = 0.5  # temperature lambda of w = exp(r / lambda)
     normalize_reward: bool = True
     batch_size: int = 256
@@ -55,15 +58,8 @@ class ExpRSFTConfig:
     hidden: tuple[int, ...] = (64, 64)
     order: str = "time"  # logged-trajectory order, one of logged.ORDERS
     episode_len: int = 0  # 0 = the env's max_turn
-    tracker: str = "avg"
-    window: int = 3
-    emb_dim: int = 32
-    user_dim: int = 0
-    use_step: bool = True
-    profile: bool = True  # the user's logged profile in the state (see recgym.agents.trackers)
-    eval_every: int = 500  # gradient steps between evaluations (0 = only at the end)
-    eval_episodes: int = 100
-    progress: bool = True
+    # the user's logged profile in the state by default (see recgym.agents.trackers)
+    tracker: TrackerConfig = field(default_factory=lambda: TrackerConfig(profile=True))
 
 
 class ExpRSFT:
@@ -73,17 +69,14 @@ class ExpRSFT:
 
     def __init__(self, env: Any, cfg: ExpRSFTConfig) -> None:
         self.cfg = cfg
-        check_choice(self.name, "tracker", cfg.tracker, TRACKERS)
         check_choice(self.name, "order", cfg.order, ORDERS)
         if not cfg.lam > 0:
             raise ValueError(f"{self.name}: lam (lambda) must be > 0, got {cfg.lam}")
         self.spec = spec = rec_env_spec(env, self.name)
         self.dataset = require_dataset(spec, self.name)
         self.device = spec.device
-        tcfg = TrackerConfig(kind=cfg.tracker, window=cfg.window, emb_dim=cfg.emb_dim, user_dim=cfg.user_dim,
-                             use_step=cfg.use_step, profile=cfg.profile)
         with seeded(cfg.seed):
-            tracker = make_tracker(tcfg, spec.n_users, spec.n_items, spec.history_len, spec.reward_range,
+            tracker = make_tracker(cfg.tracker, spec.n_users, spec.n_items, spec.history_len, spec.reward_range,
                                    spec.max_turn, self.dataset)
             self.net = nn.Sequential(tracker, mlp(tracker.out_dim, tuple(cfg.hidden), spec.n_items)).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
@@ -145,8 +138,4 @@ class ExpRSFT:
         self.grad_steps = int(payload["grad_steps"])
 
 
-def make_exp_rsft(env: Any, **config: Any) -> ExpRSFT:
-    return ExpRSFT(env, build_config(ExpRSFTConfig, config, "exp_rsft"))
-
-
-register_agent("exp_rsft", make_exp_rsft)
+register_agent("exp_rsft", ExpRSFTConfig, ExpRSFT)

@@ -18,21 +18,22 @@ They never interact with the env during training; the env given to ``learn`` is 
 
 Targets ignore the env's action mask (the logs carry none); acting applies ``info["action_mask"]``. Rewards
 are divided by the reward span (``normalize_reward``). Target networks are hard-copied every
-``target_update`` steps.
+``target_update`` steps. Each algorithm has its own config (`BCQConfig`, `CQLConfig`, `CRRConfig`,
+`SQNConfig`), all extending the shared `OfflineConfig`.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from recgym.agents.a2c import mlp
-from recgym.agents.base import build_config, register_agent
+from recgym.agents.base import AgentConfig, BudgetUnit, register_agent
 from recgym.agents.common import (
     EvalRecorder,
     action_mask,
@@ -50,14 +51,16 @@ from recgym.agents.common import (
     to_device_obs,
 )
 from recgym.agents.logged import ORDERS, build_logged_transitions
-from recgym.agents.trackers import TRACKERS, TrackerConfig, make_tracker
+from recgym.agents.trackers import TrackerConfig, make_tracker
 
 
 @dataclass
-class OfflineConfig:
-    """Shared by the four offline agents; fields an agent does not use are ignored by it."""
+class OfflineConfig(AgentConfig):
+    """Settings shared by the four offline agents (each extends it with its own fields)."""
 
-    seed: int = 0
+    budget_unit: ClassVar[BudgetUnit] = "gradient_steps"
+
+    eval_every: int = 500  # gradient steps between evaluations (0 = only at the end)
     batch_size: int = 256
     lr: float = 1e-3
     gamma: float = 0.9
@@ -66,42 +69,50 @@ class OfflineConfig:
     normalize_reward: bool = True
     order: str = "time"  # logged-trajectory order, one of logged.ORDERS
     episode_len: int = 0  # 0 = the env's max_turn
-    tracker: str = "avg"  # one of TRACKERS ("gru" is the default for sqn)
-    window: int = 3
-    emb_dim: int = 32
-    user_dim: int = 0
-    use_step: bool = True
-    profile: bool = False  # the user's logged profile in the state (see recgym.agents.trackers)
-    bcq_threshold: float = 0.6  # bcq
-    n_quantiles: int = 20  # cql
-    min_q_weight: float = 10.0  # cql
-    crr_beta: float = 1.0  # crr
-    crr_mode: str = "exp"  # crr: "exp" or "binary"
-    eval_every: int = 500  # gradient steps between evaluations (0 = only at the end)
-    eval_episodes: int = 100
-    progress: bool = True
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+
+
+@dataclass
+class BCQConfig(OfflineConfig):
+    bcq_threshold: float = 0.6  # keep actions with G(a|s) / max_a G(a|s) > threshold
+
+
+@dataclass
+class CQLConfig(OfflineConfig):
+    n_quantiles: int = 20
+    min_q_weight: float = 10.0  # weight of the conservative term
+
+
+@dataclass
+class CRRConfig(OfflineConfig):
+    crr_beta: float = 1.0  # temperature of the advantage weights
+    crr_mode: str = "exp"  # "exp" or "binary"
+
+
+@dataclass
+class SQNConfig(OfflineConfig):
+    tracker: TrackerConfig = field(default_factory=lambda: TrackerConfig(kind="gru"))  # SQN's sequential encoder
 
 
 class OfflineAgent:
     """Shared plumbing: logged transitions, minibatches, target copies, evaluation, save/load."""
 
     name = "offline"
-    default_tracker = "avg"
+    config_cls: type[OfflineConfig] = OfflineConfig
 
     def __init__(self, env: Any, cfg: OfflineConfig) -> None:
         self.cfg = cfg
-        check_choice(self.name, "tracker", cfg.tracker, TRACKERS)
+        if not isinstance(cfg, self.config_cls):
+            raise TypeError(f"{self.name}: config must be a {self.config_cls.__name__}, got {type(cfg).__name__}")
         check_choice(self.name, "order", cfg.order, ORDERS)
-        check_choice(self.name, "crr_mode", cfg.crr_mode, ("exp", "binary"))
-        if cfg.batch_size < 1 or cfg.n_quantiles < 1:
-            raise ValueError(f"{self.name}: batch_size and n_quantiles must be >= 1")
+        if cfg.batch_size < 1:
+            raise ValueError(f"{self.name}: batch_size must be >= 1, got {cfg.batch_size}")
+        self._check()
         self.spec = spec = rec_env_spec(env, self.name)
         self.dataset = require_dataset(spec, self.name)
         self.device = spec.device
-        tcfg = TrackerConfig(kind=cfg.tracker, window=cfg.window, emb_dim=cfg.emb_dim, user_dim=cfg.user_dim,
-                             use_step=cfg.use_step, profile=cfg.profile)
         with seeded(cfg.seed):
-            self.tracker = make_tracker(tcfg, spec.n_users, spec.n_items, spec.history_len, spec.reward_range,
+            self.tracker = make_tracker(cfg.tracker, spec.n_users, spec.n_items, spec.history_len, spec.reward_range,
                                         spec.max_turn, self.dataset)
             self.net = nn.ModuleDict({"tracker": self.tracker, **self._heads(self.tracker.out_dim, spec.n_items)})
         self.net.to(self.device)
@@ -115,6 +126,9 @@ class OfflineAgent:
         self._data = None
 
     # -- to implement ---------------------------------------------------------------------------------
+    def _check(self) -> None:
+        """Validate the algorithm's own config fields."""
+
     def _heads(self, state_dim: int, n_items: int) -> dict[str, nn.Module]:
         raise NotImplementedError
 
@@ -185,6 +199,8 @@ class OfflineAgent:
 
 class BCQ(OfflineAgent):
     name = "bcq"
+    config_cls = BCQConfig
+    cfg: BCQConfig
 
     def _heads(self, state_dim, n_items):
         return {"q": mlp(state_dim, self.cfg.hidden, n_items), "g": mlp(state_dim, self.cfg.hidden, n_items)}
@@ -214,6 +230,12 @@ class BCQ(OfflineAgent):
 
 class CQL(OfflineAgent):
     name = "cql"
+    config_cls = CQLConfig
+    cfg: CQLConfig
+
+    def _check(self) -> None:
+        if self.cfg.n_quantiles < 1:
+            raise ValueError(f"{self.name}: n_quantiles must be >= 1, got {self.cfg.n_quantiles}")
 
     def _heads(self, state_dim, n_items):
         return {"z": mlp(state_dim, self.cfg.hidden, n_items * self.cfg.n_quantiles)}
@@ -247,6 +269,11 @@ class CQL(OfflineAgent):
 
 class CRR(OfflineAgent):
     name = "crr"
+    config_cls = CRRConfig
+    cfg: CRRConfig
+
+    def _check(self) -> None:
+        check_choice(self.name, "crr_mode", self.cfg.crr_mode, ("exp", "binary"))
 
     def _heads(self, state_dim, n_items):
         return {"q": mlp(state_dim, self.cfg.hidden, n_items), "pi": mlp(state_dim, self.cfg.hidden, n_items)}
@@ -278,7 +305,8 @@ class CRR(OfflineAgent):
 
 class SQN(OfflineAgent):
     name = "sqn"
-    default_tracker = "gru"
+    config_cls = SQNConfig
+    cfg: SQNConfig
 
     def _heads(self, state_dim, n_items):
         return {"sup": nn.Linear(state_dim, n_items), "q": nn.Linear(state_dim, n_items)}
@@ -299,14 +327,5 @@ class SQN(OfflineAgent):
         return loss, {"loss/total": loss, "loss/supervised": ce, "loss/q": q_loss}
 
 
-def _factory(cls: type[OfflineAgent]):
-    def factory(env: Any, **config: Any) -> OfflineAgent:
-        config.setdefault("tracker", cls.default_tracker)
-        return cls(env, build_config(OfflineConfig, config, cls.name))
-
-    factory.__doc__ = f"Offline {cls.name.upper()} on the logged trajectories (see recgym.agents.offline)."
-    return factory
-
-
 for _cls in (BCQ, CQL, CRR, SQN):
-    register_agent(_cls.name, _factory(_cls))
+    register_agent(_cls.name, _cls.config_cls, _cls)

@@ -13,11 +13,18 @@ truncated SVD of the *training-log* matrix (`recgym.envs.sb3.svd_item_embeddings
 Observation: `recgym.envs.sb3.RecObsFeaturizer` (mean embedding of the last W items, their normalised
 rewards, step / max_turn).
 
-Training env (``train_env``): ``"given"`` (the env passed to ``learn``), ``"gt"`` (a fresh matching
-GroundTruthRec env) or ``"interactive"`` (``InteractiveRec-<D>-v0`` with ``preset=env_preset``), as for A2C
-(`recgym.agents.a2c`). Evaluation every ``eval_every`` env steps in the matching GroundTruthRec env (an SB3
-callback), logged as ``eval/<metric>``; SB3's own TensorBoard logging goes to ``tensorboard_log`` when set.
-``budget`` counts env steps (SB3 ``total_timesteps``). Save/load: SB3's zip format (written atomically).
+Training env: the env passed to ``learn``; with ``reward_preset`` set (one of
+`recgym.envs.interactive.REWARD_PRESETS`), an ``InteractiveRec-<D>-v0`` with that reward preset (``num_envs``
+parallel envs) derived from the given env when that is not already an InteractiveRec env: the SB3 counterpart
+of the world-model methods of `recgym.agents.a2c`. Evaluation every ``eval_every`` env steps in ``eval_env``,
+else in the matching GroundTruthRec env (an SB3 callback), logged as ``eval/<metric>``; SB3's own TensorBoard
+logging goes to ``tensorboard_log`` when set. ``budget`` counts env steps (SB3 ``total_timesteps``).
+Save/load: SB3's zip format (written atomically).
+
+On a ``DiffusionDenoise-*`` env (guidance / residual actions), ``sb3_sac`` / ``sb3_td3`` hand over to
+`recgym.agents.denoise.sb3` with the fields both settings share; ``gamma``, ``net_arch``, ``buffer_size`` and
+``action_noise`` default (None) to each env kind's own values, and the rec-env-only fields (``reward_preset``,
+``num_envs``, ``k``, ``n_steps``) are refused there, as ``guidance_dim`` is on a rec env.
 """
 
 from __future__ import annotations
@@ -26,44 +33,54 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
-from recgym.agents.base import build_config, register_agent
+from recgym.agents.base import AgentConfig, register_agent
 from recgym.agents.common import (
     EvalRecorder,
     action_mask,
     check_choice,
     evaluation_env_for,
     log_scalars,
-    make_matching_env,
     masked_logits,
     rec_env_spec,
     require_dataset,
     to_device_obs,
 )
 from recgym.data.cache import atomic_write
+from recgym.envs.derive import env_family, matching_env
+from recgym.envs.interactive import REWARD_PRESETS
 
-TRAIN_ENVS = ("given", "gt", "interactive")
+# Defaults of the fields whose value depends on the env kind (None in SB3Config): rec envs / DiffusionDenoise.
+REC_DEFAULTS: dict[str, Any] = {"gamma": 0.9, "net_arch": (64, 64), "buffer_size": 100_000, "action_noise": None}
+_REC_ONLY = ("reward_preset", "num_envs", "k", "n_steps")
 
 
 @dataclass
-class SB3Config:
-    seed: int = 0
-    train_env: str = "given"  # one of TRAIN_ENVS
-    env_preset: str | None = None  # InteractiveRec preset when train_env == "interactive"
-    num_envs: int = 16  # parallel envs of the training env built by the agent ("gt" / "interactive")
+class SB3Config(AgentConfig):
+    eval_every: int = 10_000  # env steps between evaluations (0 = only at the end)
+    reward_preset: str | None = None  # train in InteractiveRec with this reward preset (None: the given env)
+    num_envs: int = 16  # parallel envs of the InteractiveRec training env derived for reward_preset
     k: int = 16  # item-embedding size (SAC/TD3 action size, featurizer size)
     lr: float = 3e-4
-    gamma: float = 0.9
-    net_arch: tuple[int, ...] = (64, 64)
+    gamma: float | None = None  # None: 0.9 on rec envs, 0.99 on DiffusionDenoise envs
+    net_arch: tuple[int, ...] | None = None  # None: (64, 64) on rec envs, (256, 256) on DiffusionDenoise envs
     n_steps: int = 32  # ppo: steps per env per rollout
     batch_size: int = 256
-    buffer_size: int = 100_000  # sac / td3
+    buffer_size: int | None = None  # sac / td3; None: 100,000 on rec envs, 50,000 on DiffusionDenoise envs
     learning_starts: int = 1_000  # sac / td3
+    train_freq: int = 1  # sac / td3
+    gradient_steps: int = 1  # sac / td3
+    action_noise: float | None = None  # td3 Gaussian exploration std; None: none on rec envs, 0.1 on DiffusionDenoise
+    guidance_dim: int | None = None  # DiffusionDenoise envs only: featurizer directions (None: the env's)
+    device: str | None = None  # SB3 model device (None: the env's)
     tensorboard_log: str | None = None
-    eval_every: int = 10_000  # env steps between evaluations (0 = only at the end)
-    eval_episodes: int = 100
-    progress: bool = True
+
+
+def _rec_value(cfg: SB3Config, name: str) -> Any:
+    value = getattr(cfg, name)
+    return REC_DEFAULTS[name] if value is None else value
 
 
 class SB3Agent:
@@ -71,9 +88,10 @@ class SB3Agent:
 
     def __init__(self, env: Any, cfg: SB3Config, name: str) -> None:
         self.name, self.cfg = name, cfg
-        check_choice(name, "train_env", cfg.train_env, TRAIN_ENVS)
-        if cfg.train_env == "interactive" and not cfg.env_preset:
-            raise ValueError(f"{name}: train_env='interactive' needs env_preset (r3s, dorl, mopo, mbpo, roler)")
+        if cfg.reward_preset is not None:
+            check_choice(name, "reward_preset", cfg.reward_preset, REWARD_PRESETS)
+        if cfg.guidance_dim is not None:
+            raise ValueError(f"{name}: guidance_dim applies to DiffusionDenoise envs only")
         self.spec = spec = rec_env_spec(env, name)  # the discrete item-id env these agents act in
         self.device = spec.device
         from recgym.envs.sb3 import RecObsFeaturizer, svd_item_embeddings
@@ -87,8 +105,9 @@ class SB3Agent:
         self._template = env
         # Build the model on a copy of the env (spaces and env count); learn() swaps in the training env,
         # which has the same spaces and number of envs (SB3's set_env requires it).
-        self.n_train_envs = int(env.num_envs) if cfg.train_env == "given" else int(cfg.num_envs)
-        self.model = self._make_model(self._vec(make_matching_env(env, "GroundTruthRec",
+        self.derives = cfg.reward_preset is not None and env_family(env) != "InteractiveRec"
+        self.n_train_envs = int(cfg.num_envs) if self.derives else int(env.num_envs)
+        self.model = self._make_model(self._vec(matching_env(env, "GroundTruthRec",
                                                                   num_envs=self.n_train_envs)))
 
     # -- envs ------------------------------------------------------------------------------------------
@@ -102,27 +121,37 @@ class SB3Agent:
     def _train_env(self, env: Any) -> Any:
         cfg = self.cfg
         extra = {} if self.continuous else {"invalid_action": "terminate"}
-        if cfg.train_env == "given":
-            if not self.continuous and getattr(env.unwrapped, "invalid_action", "terminate") != "terminate":
-                return make_matching_env(env, _family(env), num_envs=env.num_envs, **extra)
-            return env
-        if cfg.train_env == "gt":
-            return make_matching_env(env, "GroundTruthRec", num_envs=cfg.num_envs, **extra)
-        return make_matching_env(env, "InteractiveRec", num_envs=cfg.num_envs, preset=cfg.env_preset,
-                                 progress=cfg.progress, **extra)
+        if self.derives:
+            return matching_env(env, "InteractiveRec", num_envs=cfg.num_envs, reward_preset=cfg.reward_preset,
+                                progress=cfg.progress, **extra)
+        given = (getattr(getattr(env, "spec", None), "kwargs", None) or {}).get("reward_preset")
+        if cfg.reward_preset is not None and given is not None and given != cfg.reward_preset:
+            raise ValueError(f"{self.name}: learn() got an InteractiveRec env with reward_preset={given!r}, this "
+                             f"agent trains with reward_preset={cfg.reward_preset!r}")
+        if not self.continuous and getattr(env.unwrapped, "invalid_action", "terminate") != "terminate":
+            return matching_env(env, env_family(env) or "GroundTruthRec", num_envs=env.num_envs, **extra)
+        return env
 
     def _make_model(self, vec: Any) -> Any:
         from stable_baselines3 import PPO, SAC, TD3
+        from stable_baselines3.common.noise import NormalActionNoise
 
         cfg = self.cfg
-        arch = list(cfg.net_arch)
-        common = dict(learning_rate=cfg.lr, gamma=cfg.gamma, seed=cfg.seed, device=self.device, verbose=0,
-                      tensorboard_log=cfg.tensorboard_log, policy_kwargs={"net_arch": arch})
+        arch = list(_rec_value(cfg, "net_arch"))
+        common = dict(learning_rate=cfg.lr, gamma=_rec_value(cfg, "gamma"), seed=cfg.seed,
+                      device=cfg.device or self.device, verbose=0, tensorboard_log=cfg.tensorboard_log,
+                      policy_kwargs={"net_arch": arch})
         if self.name == "sb3_ppo":
             return PPO("MlpPolicy", vec, n_steps=cfg.n_steps, batch_size=cfg.batch_size, **common)
+        extra: dict[str, Any] = {}
+        noise = _rec_value(cfg, "action_noise")
+        if self.name == "sb3_td3" and noise is not None:
+            dim = int(vec.action_space.shape[0])
+            extra["action_noise"] = NormalActionNoise(np.zeros(dim), noise * np.ones(dim))
         cls = SAC if self.name == "sb3_sac" else TD3
-        return cls("MlpPolicy", vec, buffer_size=cfg.buffer_size, batch_size=cfg.batch_size,
-                   learning_starts=cfg.learning_starts, **common)
+        return cls("MlpPolicy", vec, buffer_size=_rec_value(cfg, "buffer_size"), batch_size=cfg.batch_size,
+                   learning_starts=cfg.learning_starts, train_freq=cfg.train_freq, gradient_steps=cfg.gradient_steps,
+                   **common, **extra)
 
     # -- acting ----------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -151,7 +180,7 @@ class SB3Agent:
                              f"{self.n_train_envs} (the env given to make_agent, or num_envs)")
         target = evaluation_env_for(env, eval_env, cfg.eval_episodes)
         if target is train:  # never evaluate inside the env SB3 is stepping
-            target = make_matching_env(env, "GroundTruthRec", num_envs=min(cfg.eval_episodes, 100) or 1)
+            target = matching_env(env, "GroundTruthRec", num_envs=min(cfg.eval_episodes, 100) or 1)
         recorder = EvalRecorder(self, cfg.eval_episodes, cfg.seed)
         agent = self
 
@@ -188,25 +217,35 @@ class SB3Agent:
         self.model = cls.load(os.fspath(path), env=env, device=self.device)
 
 
-def _family(env: Any) -> str:
-    sid = getattr(getattr(env, "spec", None), "id", None) or "GroundTruthRec-x-v0"
-    return sid.split("-")[0]
+def _denoise_agent(name: str, env: Any, cfg: SB3Config) -> Any:
+    """``sb3_sac`` / ``sb3_td3`` on a DiffusionDenoise env: the shared fields handed to `recgym.agents.denoise.sb3`."""
+    import dataclasses
+
+    from recgym.agents.denoise.sb3 import make_denoise_sb3
+
+    defaults = SB3Config()
+    changed = [f for f in _REC_ONLY if getattr(cfg, f) != getattr(defaults, f)]
+    if changed:
+        raise ValueError(f"{name}: {changed} apply to rec envs only, not to a DiffusionDenoise env")
+    shared = ("seed", "lr", "gamma", "net_arch", "batch_size", "buffer_size", "learning_starts", "train_freq",
+              "gradient_steps", "action_noise", "guidance_dim", "tensorboard_log", "progress", "device")
+    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name in shared}
+    return make_denoise_sb3(name, env, **{k: v for k, v in values.items() if v is not None})
 
 
 def _factory(name: str):
-    def factory(env: Any, **config: Any) -> SB3Agent:
-        # issue 8: DiffusionDenoise envs (guidance / residual actions) are handled by recgym.agents.denoise_sb3
-        from recgym.agents.denoise_sb3 import is_denoise_env, make_denoise_sb3
+    def factory(env: Any, config: SB3Config) -> Any:
+        from recgym.agents.denoise.sb3 import is_denoise_env
 
         if is_denoise_env(env):
-            return make_denoise_sb3(name, env, **config)
-        return SB3Agent(env, build_config(SB3Config, config, name), name)
+            return _denoise_agent(name, env, config)
+        return SB3Agent(env, config, name)
 
     factory.__doc__ = f"Stable-Baselines3 {name[4:].upper()} through recgym.envs.to_sb3."
     return factory
 
 
 for _name in ("sb3_ppo", "sb3_sac", "sb3_td3"):
-    register_agent(_name, _factory(_name))
+    register_agent(_name, SB3Config, _factory(_name))
 
 __all__ = ["SB3Agent", "SB3Config"]

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recgym.agents.base import build_config, register_agent
+from recgym.agents.base import AgentConfig, register_agent
 from recgym.agents.common import (
     NoRepeatServer,
     action_mask,
@@ -35,12 +35,16 @@ from recgym.agents.common import (
 
 
 @dataclass
-class StaticConfig:
-    seed: int = 0
-    min_count: int = 1  # top_rated: items logged fewer times rank last
-    eval_episodes: int = 100
-    n_evals: int = 1  # evaluations made by learn() (the curve of a static policy is flat up to noise)
-    progress: bool = True  # accepted for a uniform interface; static agents have no training loop
+class StaticConfig(AgentConfig):
+    """``learn`` makes ``n_evals`` evaluations (the curve of a static policy is flat up to noise); ``budget``,
+    ``eval_every`` and ``progress`` are accepted for the uniform interface (nothing is trained)."""
+
+    n_evals: int = 1
+
+
+@dataclass
+class TopRatedConfig(StaticConfig):
+    min_count: int = 1  # items logged fewer times rank last
 
 
 def item_ranking(dataset: Any, by: str, min_count: int = 1) -> np.ndarray:
@@ -65,7 +69,7 @@ class RankedListAgent:
         self.name, self.cfg = name, cfg
         self.spec = spec = rec_env_spec(env, name)
         self.device = spec.device
-        ranking = item_ranking(require_dataset(spec, name), name, cfg.min_count)
+        ranking = item_ranking(require_dataset(spec, name), name, cfg.min_count if isinstance(cfg, TopRatedConfig) else 1)
         # priority[i] = n_items - rank(i): argmax over allowed items = the best-ranked allowed one.
         prio = np.empty(spec.n_items, dtype=np.float32)
         prio[ranking] = np.arange(spec.n_items, 0, -1, dtype=np.float32)
@@ -123,18 +127,6 @@ class RandomAgent:
         self.gen.set_state(load_checkpoint(path, self.name)["gen"])
 
 
-def make_popularity(env: Any, **config: Any) -> RankedListAgent:
-    return RankedListAgent(env, build_config(StaticConfig, config, "popularity"), "popularity")
-
-
-def make_top_rated(env: Any, **config: Any) -> RankedListAgent:
-    return RankedListAgent(env, build_config(StaticConfig, config, "top_rated"), "top_rated")
-
-
-def make_random(env: Any, **config: Any) -> RandomAgent:
-    return RandomAgent(env, build_config(StaticConfig, config, "random"))
-
-
-register_agent("popularity", make_popularity)
-register_agent("top_rated", make_top_rated)
-register_agent("random", make_random)
+register_agent("popularity", StaticConfig, lambda env, config: RankedListAgent(env, config, "popularity"))
+register_agent("top_rated", TopRatedConfig, lambda env, config: RankedListAgent(env, config, "top_rated"))
+register_agent("random", StaticConfig, RandomAgent)

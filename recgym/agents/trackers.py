@@ -4,8 +4,9 @@ The batched rec env observes a dict of tensors ``user`` [B], ``step`` [B], ``ite
 most recent last, -1 padded) and ``rewards`` [B, W]. A tracker is an ``nn.Module`` mapping that dict to a
 float state [B, out_dim]; the agents train it jointly with their heads.
 
-- ``avg``: the DORL tracker (REFERENCE.md section 1): mean of the last ``window`` item embeddings concatenated
-  with the last reward min-max normalised (DORL uses window 3).
+- ``avg``: the tracker of DORL ("Alleviating Matthew Effect of Offline Reinforcement Learning in Interactive
+  Recommendation", arXiv:2307.04571): mean of the last ``window`` item embeddings concatenated with the last
+  reward min-max normalised (DORL uses window 3).
 - ``gru``: a GRU over the (item embedding, normalised reward) sequence; the last hidden state.
 - ``sasrec``: a causal self-attention (SASRec-style) encoder over the same sequence; the last position.
 
@@ -16,6 +17,9 @@ items the user logged and their mean embedding weighted by the user-centred norm
 ``profile_max`` logged items per user, the most recent when the logs have time). It shares the item embedding
 table, so users with similar logs get similar states from the first step on. Padding (-1) is mapped to a learned
 padding token for the sequence encoders and excluded from the average tracker's mean.
+
+Every agent with a tracker holds a `TrackerConfig` as its config's ``tracker`` field; suites and the CLI set it
+with a dict of its fields (``tracker = { kind = "gru" }``).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ TRACKERS = ("avg", "gru", "sasrec")
 
 @dataclass
 class TrackerConfig:
-    """Tracker settings shared by every agent that uses one (flattened into each agent's config)."""
+    """Tracker settings shared by every agent that uses one (the ``tracker`` field of its config)."""
 
     kind: str = "avg"  # one of TRACKERS
     window: int = 3  # items averaged by the ``avg`` tracker (DORL: 3)
@@ -44,6 +48,15 @@ class TrackerConfig:
     n_layers: int = 1  # SASRec blocks
     profile: bool = False  # append the user's logged profile (needs the training logs)
     profile_max: int = 256  # logged items per user kept for the profile
+
+    def __post_init__(self) -> None:
+        if self.kind not in TRACKERS:
+            raise ValueError(f"tracker kind={self.kind!r}; valid values: {list(TRACKERS)}")
+        for name in ("window", "emb_dim", "hidden", "n_heads", "n_layers", "profile_max"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"tracker {name} must be >= 1, got {getattr(self, name)}")
+        if self.user_dim < 0:
+            raise ValueError(f"tracker user_dim must be >= 0 (0 = no user embedding), got {self.user_dim}")
 
 
 class StateTracker(nn.Module):

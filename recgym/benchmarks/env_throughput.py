@@ -58,7 +58,7 @@ class World:
         self.threshold = threshold
 
     def protocol(self) -> dict[str, Any]:
-        return {"preset": "custom", "mode": "NX_0", "max_turn": MAX_TURN, "quit_rule": self.quit_rule,
+        return {"protocol": "custom", "mode": "NX_0", "max_turn": MAX_TURN, "quit_rule": self.quit_rule,
                 "num_leave_compute": self.n_win, "leave_threshold": self.threshold}
 
 

@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recgym.data.registry import QUIT_RULES
+
 REWARD_KINDS = ("rating", "click", "watch_ratio", "binary", "latent")
-QUIT_RULES = ("distance", "category")
 
 
 @dataclass
@@ -21,7 +22,8 @@ class LoggedDataset:
     """A recommendation dataset split the way the interactive-recommendation protocol needs it.
 
     Attributes:
-        name: registry name (``coat``, ``yahoo``, ``kuairand``, ``kuairec``, ``ml1m``, ``ml1m_noisy``, ``synthetic``).
+        name: canonical name in `recgym.data.registry` (``coat``, ``yahoo``, ``kuairand``, ``kuairec``, ``ml1m``,
+            ``ml1m_noisy``, ``synthetic``, or a name registered later).
         n_users, n_items: sizes of the id spaces (ids are ``0..n-1``).
         train: biased logs, columns ``user, item, reward`` (+ ``time`` when the source has it). The only
             interactions world models and offline agents may see.
@@ -34,7 +36,13 @@ class LoggedDataset:
         item_features / user_features: optional float32 side information, one row per id.
         reward_kind: one of ``REWARD_KINDS``; ``positive_threshold``: reward >= it counts as a positive.
         quit_rule: ``distance`` (Coat/Yahoo/ML-1M/synthetic) or ``category`` (KuaiRec/KuaiRand), REFERENCE §1.
-        meta: provenance (source files, their sha256, how the ground truth was obtained, ...).
+        distance_source: optional ``(n_rows, n_items)`` matrix whose item columns define the distance quit
+            rule's item distances when they are not those of ``ground_truth``: the Yahoo pseudo-ground truth
+            has more rows than evaluation users and DORL measures distances over all of them (its
+            ``Yahoo.py`` ``load_mat``). ``None``: distances over ``ground_truth`` (`quit_distance_source`).
+        meta: provenance (source files, their sha256, how the ground truth was obtained, ...);
+            ``meta["ground_truth"]`` = ``{"source", "comparable_to_published", "note"}`` says whether the
+            ground truth is the one the published numbers used (envs copy it into their protocol).
     """
 
     name: str
@@ -52,6 +60,7 @@ class LoggedDataset:
     item_features: np.ndarray | None = None
     user_features: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    distance_source: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.reward_kind not in REWARD_KINDS:
@@ -67,11 +76,22 @@ class LoggedDataset:
             raise ValueError(
                 f"{self.name}: ground_truth has {self.ground_truth.shape[1]} columns, expected n_items={self.n_items}"
             )
+        if self.distance_source is not None and (
+            self.distance_source.ndim != 2 or self.distance_source.shape[1] != self.n_items
+        ):
+            raise ValueError(
+                f"{self.name}: distance_source must be (n_rows, n_items={self.n_items}), "
+                f"got {self.distance_source.shape}"
+            )
 
     @property
     def n_gt_users(self) -> int:
         """Number of users with a ground-truth row (the evaluation users)."""
         return 0 if self.ground_truth is None else int(self.ground_truth.shape[0])
+
+    def quit_distance_source(self) -> np.ndarray | None:
+        """The matrix whose item columns the distance quit rule compares: ``distance_source`` or ``ground_truth``."""
+        return self.distance_source if self.distance_source is not None else self.ground_truth
 
     def train_matrix(self, binary: bool = False) -> np.ndarray:
         """Dense float32 ``(n_users, n_items)`` matrix of the training logs (0 = not logged)."""

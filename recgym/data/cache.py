@@ -12,7 +12,8 @@
   never trusted. When a raw file changed since the last build it is named in a warning; when parsing then
   fails and the file's checksum differs from the official release's, the error says so.
 - `verify`: per-file ``OK`` / ``MISMATCH`` / ``MISSING`` (or ``UNCHECKED``: present, no reference checksum)
-  against ``<data_dir>/SHA256SUMS`` when present, else the checksums shipped in `KNOWN_SHA256`.
+  against ``<data_dir>/SHA256SUMS`` when present, else the official checksums of the dataset registry
+  (`recgym.data.registry.DatasetInfo.checksums`).
 """
 
 from __future__ import annotations
@@ -34,86 +35,12 @@ import numpy as np
 import pandas as pd
 
 from recgym.data.base import LoggedDataset
-from recgym.data.paths import DATASET_FOLDERS, cache_dir, data_root
+from recgym.data.paths import cache_dir, data_root
+from recgym.data.registry import dataset_info, known_checksums, official_sha256
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1  # bump when the npz/json layout changes
-
-# sha256 of the files of the official releases that `recgym data download` / the Webscope archive put in place
-# (taken from the project's data copy `SHA256SUMS`; its extra files, such as DORL reference artefacts, are left out).
-KNOWN_SHA256: dict[str, str] = {
-    "coat/README.txt": "d06ddde2bfb40fa325d8d185af9b4e8b23a90e994ba1ac01fcbf482cf1dc26fa",
-    "coat/propensities.ascii": "a72e3142a413623c4a6b9d20c4f70fcc017e0db67cc3eb242116f69fb8fb9661",
-    "coat/rl4rec_BetsyHJ/coat_pseudoGT_ratingM.ascii": "fee71820f155a3f43ab50858734a23102c8328cf9bd0e586ed5a7db2fb084223",
-    "coat/test.ascii": "51fa28550f5bedebc6959d0e7b5e242b173c3c8d16317c7e49b89441304504ce",
-    "coat/train.ascii": "f9088c6e95fa9a42e8be6a92fc77252b95b969e34ed1299c611420da68680873",
-    "coat/user_item_features/item_features.ascii": "72b08cc0766d3e9899231aea90c815b5bb08e07dcfba569d5f182da649099f5a",
-    "coat/user_item_features/item_features_map.txt": "2675dfaa38b89a9cbb1997f0cfcd46ed7e0e366dc515d12d95508d1f356e5d25",
-    "coat/user_item_features/user_features.ascii": "593b59c63a3f983575d3a770b32158fdfa4e2e4f63aafffdee70d1600ff072f8",
-    "coat/user_item_features/user_features_map.txt": "3b8c825ad4445d4a46a400629c5fb43c805ff5a7982b2e436b69e7262c8a013a",
-    "kuairand_pure/user_features_pure.csv": "dc729a656301b4c6d07f713fe41d05ec9bfaab670b90e531c70037caf033c011",
-    "kuairand_pure/video_features_basic_pure.csv": "a6f7ee02684c5777422306cdc416e170302288aa89aca9dfea995edbd625bcc2",
-    "ml-1m/diffrec/ml-1m_clean/item_emb.npy": "51cdab37eb5de0fcbb057e7616e19498328398633a4805471cd5078b4e3e2c77",
-    "ml-1m/diffrec/ml-1m_clean/test_list.npy": "645010f80c5a4e7b35f154587acacb596cdf3b2502531a7c71e3a8ae020c06c9",
-    "ml-1m/diffrec/ml-1m_clean/train_list.npy": "b39010ebf49c1159c71b5a44a2a45081f01c3f653f4221027fef2721cc0b0523",
-    "ml-1m/diffrec/ml-1m_clean/valid_list.npy": "93f795d0a8439bb07e644d7e69679a2c1799684bf4b19d10bd415d80a05681b2",
-    "ml-1m/diffrec/ml-1m_noisy/item_emb.npy": "6eb214c203bee7020f6d5703093075c892058a8e2bc77cae7693e62d1ae8251d",
-    "ml-1m/diffrec/ml-1m_noisy/test_list.npy": "ba638f755595545bbd5255d06685e2427c2d2502806e7ccca07fc3d76aa4e9c6",
-    "ml-1m/diffrec/ml-1m_noisy/train_list.npy": "fd19bd8593815306dc43ab8d9c8c856c3b3fa11cad0aef0c13ecface801e2dfb",
-    "ml-1m/diffrec/ml-1m_noisy/valid_list.npy": "0b56d7cb7d0d057b2d5eea388a33d5c9fef4c89730712aa35d5d0a5ff0e3e1d0",
-    "ml-1m/raw/README": "2d5ddce86ccbd247207456165827b4b9ddf27282bca93807d4c763e28414f133",
-    "ml-1m/raw/movies.dat": "0140fc2356357c1a851d0f52e893a1e4d3696df632c4141cea8d5bc3d621f0b9",
-    "ml-1m/raw/users.dat": "1dc3a95300cb19f7c10e027daf29b8cdf1d908dab65b5edfb45950aa389a10a3",
-    "yahoo_r3/WebscopeReadMe.txt": "e19d55709a27eabb3e85d2bccf86405feead5e56502b5075e3aeab96e29033bd",
-    "yahoo_r3/ydata-ymusic-rating-study-v1_0-readme.txt": "9a4bf9e9fc6b724b1a29d0403976c757d78b74d32caa290724b44ee4dcd19fb9",
-    "yahoo_r3/ydata-ymusic-rating-study-v1_0-survey-answers.txt": "d683b965ae7aed511213440415a1719c102ba6efd92eec36465366c3ecca8b72",
-    "yahoo_r3/ydata-ymusic-rating-study-v1_0-survey-questions.txt": "0da866e90981fee2835c05956f62f8af5fa1afa9fc7b408e21cd1efacbd14c25",
-    "yahoo_r3/ydata-ymusic-rating-study-v1_0-test.txt": "f27a73bef8c7ccedb17576fe2d4cc52b80c2d5fa60f13529596f003ffd0d8533",
-    "yahoo_r3/ydata-ymusic-rating-study-v1_0-train.txt": "85538b3c4a93eafc4f0ce2d39a6cd178e32a6b615ce775b9d635f7995706269d",
-}
-
-# Files each loader reads by default (relative to the data root); `verify` reports on these.
-DATASET_FILES: dict[str, tuple[str, ...]] = {
-    "coat": (
-        "coat/train.ascii",
-        "coat/test.ascii",
-        "coat/rl4rec_BetsyHJ/coat_pseudoGT_ratingM.ascii",
-        "coat/user_item_features/item_features.ascii",
-        "coat/user_item_features/item_features_map.txt",
-        "coat/user_item_features/user_features.ascii",
-        "coat/user_item_features/user_features_map.txt",
-    ),
-    "yahoo": (
-        "yahoo_r3/ydata-ymusic-rating-study-v1_0-train.txt",
-        "yahoo_r3/ydata-ymusic-rating-study-v1_0-test.txt",
-    ),
-    "kuairand": (
-        "kuairand_pure/log_standard_4_08_to_4_21_pure.csv",
-        "kuairand_pure/log_random_4_22_to_5_08_pure.csv",
-        "kuairand_pure/user_features_pure.csv",
-        "kuairand_pure/video_features_basic_pure.csv",
-    ),
-    "kuairec": ("kuairec/small_matrix.csv", "kuairec/big_matrix.csv", "kuairec/item_categories.csv"),
-    "ml1m": (
-        "ml-1m/diffrec/ml-1m_clean/train_list.npy",
-        "ml-1m/diffrec/ml-1m_clean/valid_list.npy",
-        "ml-1m/diffrec/ml-1m_clean/test_list.npy",
-        "ml-1m/diffrec/ml-1m_clean/item_emb.npy",
-    ),
-    "ml1m_noisy": (
-        "ml-1m/diffrec/ml-1m_noisy/train_list.npy",
-        "ml-1m/diffrec/ml-1m_noisy/valid_list.npy",
-        "ml-1m/diffrec/ml-1m_noisy/test_list.npy",
-        "ml-1m/diffrec/ml-1m_noisy/item_emb.npy",
-    ),
-}
-
-# Sub-folders (of the dataset folder) where the official archives put their files; loaders search these.
-SEARCH_SUBDIRS: dict[str, tuple[str, ...]] = {
-    "kuairand": ("", "data", "KuaiRand-Pure/data"),
-    "kuairec": ("", "data", "KuaiRec 2.0/data", "KuaiRec/data"),
-}
 
 _MEMO: dict[tuple[str, int, int], str] = {}
 
@@ -217,7 +144,7 @@ def _jsonable(obj: Any) -> Any:
 # ----------------------------------------------------------------------------------------------- npz cache
 
 _FRAMES = ("train", "test", "valid")
-_ARRAYS = ("ground_truth", "item_categories", "item_features", "user_features")
+_ARRAYS = ("ground_truth", "item_categories", "item_features", "user_features", "distance_source")
 
 
 def save_parsed(ds: LoggedDataset, stem: Path) -> None:
@@ -337,6 +264,7 @@ def load_parsed(stem: Path) -> LoggedDataset:
             category_names=list(header["category_names"]),
             item_features=arrays.get("item_features"),
             user_features=arrays.get("user_features"),
+            distance_source=arrays.get("distance_source"),
             reward_kind=header["reward_kind"],
             positive_threshold=float(header["positive_threshold"]),
             quit_rule=header["quit_rule"],
@@ -397,7 +325,7 @@ def cached_dataset(
             "file": rel,
             "size": Path(p).stat().st_size,
             "sha256": shas[role],
-            "official_sha256": KNOWN_SHA256.get(rel, None),
+            "official_sha256": official_sha256(rel),
         }
     ds.meta["fingerprint"] = key
     if use_cache:
@@ -451,7 +379,7 @@ def _annotate_checksum(
     bad = [
         str(files[r])
         for r in shas
-        if KNOWN_SHA256.get(_relpath(Path(files[r]), root)) not in (None, shas[r])
+        if official_sha256(_relpath(Path(files[r]), root)) not in (None, shas[r])
     ]
     if not bad:
         return err
@@ -478,34 +406,27 @@ def _read_sha256sums(path: Path) -> dict[str, str]:
     return out
 
 
-def _prefixes(name: str) -> tuple[str, ...]:
-    if name == "ml1m":
-        return ("ml-1m/diffrec/ml-1m_clean/", "ml-1m/raw/")
-    if name == "ml1m_noisy":
-        return ("ml-1m/diffrec/ml-1m_noisy/", "ml-1m/raw/")
-    return (DATASET_FOLDERS[name] + "/",)
-
-
 def verify(name: str, data_dir: str | os.PathLike[str] | None = None) -> dict[str, str]:
     """Check a dataset's files: relative path -> ``OK`` / ``MISMATCH`` / ``MISSING`` / ``UNCHECKED``.
 
     Reference checksums: ``<data_dir>/SHA256SUMS`` if it exists (lines ``<sha256>  ./<relpath>``), otherwise
-    the built-in `KNOWN_SHA256`. Files listed there for the dataset plus the files its loader needs
-    (`DATASET_FILES`) are checked; ``UNCHECKED`` means present but without a reference checksum (e.g. the
-    KuaiRand logs, whose checksums we could not obtain).
+    the registry's official checksums. Files listed there under the dataset's ``checksum_prefixes`` plus the
+    files its loader needs (``DatasetInfo.files``) are checked; ``UNCHECKED`` means present but without a
+    reference checksum (e.g. the KuaiRand logs, whose checksums we could not obtain).
     """
-    if name not in DATASET_FOLDERS:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {sorted(DATASET_FOLDERS)}")
+    info = dataset_info(name)
+    if info.folder is None:
+        raise ValueError(f"dataset {info.name!r} is generated and has no files to verify")
     root = data_root(data_dir)
     sums_file = root / "SHA256SUMS"
-    reference = _read_sha256sums(sums_file) if sums_file.is_file() else dict(KNOWN_SHA256)
-    prefixes = _prefixes(name)
-    wanted = {r for r in reference if r.startswith(prefixes)} | set(DATASET_FILES.get(name, ()))
+    reference = _read_sha256sums(sums_file) if sums_file.is_file() else known_checksums()
+    prefixes = tuple(info.checksum_prefixes or ())
+    wanted = {r for r in reference if r.startswith(prefixes)} | set(info.files)
     out: dict[str, str] = {}
     for rel in sorted(wanted):
         p = root / rel
         if not p.is_file():
-            alt = _find_in_subdirs(name, root, rel)
+            alt = _find_in_subdirs(info.search_subdirs, root, rel)
             if alt is None:
                 out[rel] = "MISSING"
                 continue
@@ -518,9 +439,9 @@ def verify(name: str, data_dir: str | os.PathLike[str] | None = None) -> dict[st
     return out
 
 
-def _find_in_subdirs(name: str, root: Path, rel: str) -> Path | None:
+def _find_in_subdirs(subdirs: tuple[str, ...], root: Path, rel: str) -> Path | None:
     folder, _, fname = rel.partition("/")
-    for sub in SEARCH_SUBDIRS.get(name, ()):
+    for sub in subdirs:
         cand = root / folder / sub / fname if sub else root / folder / fname
         if cand.is_file():
             return cand
@@ -529,36 +450,28 @@ def _find_in_subdirs(name: str, root: Path, rel: str) -> Path | None:
 
 # ----------------------------------------------------------------------------------------------- locating files
 
-YAHOO_HINT = (
-    "Yahoo! R3 cannot be downloaded automatically: it needs a Yahoo! Webscope licence. Apply at "
-    "https://webscope.sandbox.yahoo.com/ (catalogue 'Ratings and Classification Data', dataset R3 "
-    "'Yahoo! Music ratings for User Selected and Randomly Selected songs'), then put "
-    "ydata-ymusic-rating-study-v1_0-train.txt and ydata-ymusic-rating-study-v1_0-test.txt in {folder}"
-)
-
-
 def locate(name: str, filename: str, data_dir: str | os.PathLike[str] | None = None, *, folder: str = "") -> Path:
-    """Find a raw file of dataset ``name`` (searching the official archives' sub-folders) or raise.
+    """Find a raw file of dataset ``name`` (searching its registered ``search_subdirs``) or raise.
 
     Raises `DataNotFoundError` naming the file, every folder searched and how to get the data.
     """
     from recgym.data.paths import DataNotFoundError, dataset_dir
 
+    info = dataset_info(name)
     base = dataset_dir(name, data_dir) / folder if folder else dataset_dir(name, data_dir)
     searched = []
-    for sub in SEARCH_SUBDIRS.get(name, ("",)):
+    for sub in info.search_subdirs:
         d = base / sub if sub else base
         searched.append(str(d))
         if (d / filename).is_file():
             return d / filename
-    if name == "yahoo":
-        how = YAHOO_HINT.format(folder=base)
+    where = f"pass data_dir= / set RECGYM_DATA_DIR to a folder that holds {info.folder}/"
+    if info.access_hint:
+        how = info.access_hint.format(folder=base)
+    elif info.downloadable_as is not None:
+        how = f"run `recgym data download {info.downloadable_as}` (or {where})"
     else:
-        dl = "ml1m" if name == "ml1m_noisy" else name
-        how = (
-            f"run `recgym data download {dl}` (or pass data_dir= / set RECGYM_DATA_DIR to a folder "
-            f"that holds {DATASET_FOLDERS[name]}/)"
-        )
+        how = where
     raise DataNotFoundError(
         f"{name}: missing file {filename!r} (searched {', '.join(searched)}); {how}"
     )

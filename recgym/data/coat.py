@@ -24,7 +24,7 @@ from recgym.data.cache import cached_dataset, locate
 from recgym.data.paths import data_root
 from recgym.data.validate import check_matrix_values, check_shape, malformed, read_dense_matrix
 
-PARSER_VERSION = 1
+PARSER_VERSION = 2  # 2: meta["ground_truth"] provenance
 N_USERS, N_ITEMS = 290, 300
 _DORL_GROUP = {"gender": "gender_i"}
 
@@ -102,6 +102,11 @@ def load_coat(data_dir: str | os.PathLike[str] | None = None, *, use_cache: bool
             meta={
                 "ground_truth_method": "shipped pseudo-ground-truth matrix coat_pseudoGT_ratingM.ascii "
                 "(BetsyHJ/RL4Rec; the matrix DORL, ROLeR and EasyRL4Rec evaluate on)",
+                "ground_truth": {
+                    "source": "RL4Rec's coat_pseudoGT_ratingM.ascii (shipped)",
+                    "comparable_to_published": True,
+                    "note": "the matrix DORL, ROLeR and EasyRL4Rec evaluate on, read as they do (integers 1-5)",
+                },
                 "category_groups": groups,
                 "user_feature_names": user_names,
                 "source": "Schnabel et al. 2016, https://www.cs.cornell.edu/~schnabts/mnar/",

@@ -10,8 +10,11 @@ unpacked from the official archive):
 
 Ids. The small matrix defines the evaluation env, as in DORL: its users become ids ``0..n_gt_users-1``
 (increasing original id) and the other users of the big matrix follow (also increasing). Items are the
-small-matrix videos (increasing original id); big-matrix rows on other videos are dropped (the env can
-only recommend videos with a ground-truth value); ``meta["n_big_rows_dropped"]`` counts them. The
+small-matrix videos (increasing original id). DORL trains its user model on *all* big-matrix rows (videos
+outside the small matrix included: they share user and tag embeddings) and recommends only small-matrix
+videos. A `LoggedDataset` has one item id space for the logs, the world models and the env's actions, so
+big-matrix rows on other videos are dropped here (the env must only recommend videos with a ground-truth
+value); ``meta["n_big_rows_dropped"]`` counts them and ``meta["ground_truth"]["note"]`` says so. The
 original ids are in ``meta["user_ids"]`` / ``meta["video_ids"]``.
 
 Rewards: ``watch_ratio`` clipped to [0, 5] everywhere (train, test and ground truth), so the world models
@@ -19,22 +22,28 @@ learn the same quantity the env pays. ``train`` = big matrix (repeated views kep
 in seconds, NaN where the file has none); ``test`` = the small matrix rows (fully observed, unbiased).
 Positive: ``watch_ratio >= 2`` (the KuaiRec paper's "like" threshold).
 
-Ground truth: the small matrix's ``watch_ratio`` clipped at 5. The real matrix lacks about 0.4 % of its
-cells; a missing cell is filled with its video's mean over the users who have it (global mean if none), and
-``meta["gt_missing_cells"]`` counts them. A (user, video) pair listed twice in the small matrix is averaged,
-with a warning, and counted in ``meta["gt_duplicate_pairs"]``.
+Ground truth: the small matrix's ``watch_ratio`` clipped at 5, read as DORL's ``KuaiEnv.py`` ``load_mat``
+does (a sparse matrix made dense): a missing cell is 0 (the real matrix lacks about 0.4 % of its cells) and
+a (user, video) pair listed more than once is the sum of its clipped values (with a warning). Both are
+counted in ``meta["ground_truth"]`` (and ``meta["gt_missing_cells"]`` / ``meta["gt_duplicate_pairs"]``).
 
 Categories: one column per tag id present in ``item_categories.csv``, named ``tag:<id>``;
-``meta["dorl_feature_ids"]`` holds DORL's numbering (``tag + 1``) for comparison with its
-``feature_domination``.
+``meta["dorl_feature_ids"]`` holds DORL's numbering (``tag + 1``). When ``reference_dorl/feature_domination.json``
+(DORL's ``feature_domination.pickle`` as JSON: ``{"feat": [[feature id, share], ...]}``) is in the folder,
+``meta["majority_categories"]["feat"]`` holds DORL's majority categories as column indices (`dorl_majority`;
+the ``feat`` group of ``meta["category_groups"]`` is every column, so these are also its positions): the
+shares DORL computed on its normalised watch ratios (threshold 0.6), which recgym's clipped watch ratios
+cannot reproduce.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,10 +51,12 @@ import pandas as pd
 from recgym.data._numeric import unique_sorted
 from recgym.data.base import LoggedDataset
 from recgym.data.cache import cached_dataset, locate
-from recgym.data.paths import data_root
+from recgym.data.paths import data_root, dataset_dir
 from recgym.data.validate import check_no_nan, check_range, malformed, read_table
 
-PARSER_VERSION = 1
+PARSER_VERSION = 2
+DOMINATION_FILE = "reference_dorl/feature_domination.json"
+MAJORITY_SHARE = 0.8  # DORL / EasyRL4Rec evaluators' top_rate
 MATRIX_COLUMNS = ("user_id", "video_id", "play_duration", "video_duration", "time", "date", "timestamp", "watch_ratio")
 MAX_WATCH_RATIO = 5.0
 POSITIVE_WATCH_RATIO = 2.0
@@ -87,6 +98,33 @@ def _read_categories(path: Path) -> tuple[np.ndarray, list[list[int]]]:
     return vids, feats
 
 
+def dorl_majority(path: os.PathLike[str] | str, dorl_feature_ids: list[int]) -> dict[str, Any]:
+    """DORL's majority categories from its ``feature_domination`` (as JSON), as category column indices.
+
+    DORL's evaluator normalises the listed shares, keeps the longest prefix whose cumulative share is <= 0.8
+    (at least one feature) and counts a recommendation in the majority when the item has one of them. Feature
+    ids are DORL's (``tag + 1``), mapped to columns with ``dorl_feature_ids``; ids with no column are left
+    out and counted. Returns ``{"majority_categories": {"feat": [...]}, "majority_source": ...}``.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        pairs = [(int(f), float(v)) for f, v in data["feat"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise malformed(path, None, "feat", f'expected {{"feat": [[feature id, share], ...]}} ({e})') from e
+    if not pairs or any(v < 0 for _, v in pairs) or sum(v for _, v in pairs) <= 0:
+        raise malformed(path, None, "feat", "expected a non-empty list of non-negative shares")
+    shares = np.array([v for _, v in pairs]) / sum(v for _, v in pairs)
+    n = max(1, int((np.cumsum(shares) <= MAJORITY_SHARE + 1e-12).sum()))
+    col_of = {f: c for c, f in enumerate(dorl_feature_ids)}
+    kept = [col_of[f] for f, _ in pairs[:n] if f in col_of]
+    return {
+        "majority_categories": {"feat": kept},
+        "majority_source": f"DORL feature_domination ({path.name}): top {n} features by share, cumulative share "
+        f"<= {MAJORITY_SHARE}; {n - len(kept)} without a category column here",
+    }
+
+
 def load_kuairec(data_dir: str | os.PathLike[str] | None = None, *, use_cache: bool = True) -> LoggedDataset:
     """Load KuaiRec (reward ``watch_ratio`` clipped at 5, category quit rule, small matrix as ground truth)."""
     files = {
@@ -94,6 +132,9 @@ def load_kuairec(data_dir: str | os.PathLike[str] | None = None, *, use_cache: b
         "big_matrix": locate("kuairec", "big_matrix.csv", data_dir),
         "item_categories": locate("kuairec", "item_categories.csv", data_dir),
     }
+    domination = dataset_dir("kuairec", data_dir) / DOMINATION_FILE
+    if domination.is_file():
+        files["feature_domination"] = domination
 
     def build() -> LoggedDataset:
         small = _read_matrix(files["small_matrix"])
@@ -121,19 +162,13 @@ def load_kuairec(data_dir: str | os.PathLike[str] | None = None, *, use_cache: b
         n_dup = int((counts > 1).sum())
         if n_dup:
             warnings.warn(
-                f"kuairec: {files['small_matrix']} lists {n_dup} (user, video) pairs more than once; averaging them",
+                f"kuairec: {files['small_matrix']} lists {n_dup} (user, video) pairs more than once; summing them "
+                "(as DORL's KuaiEnv.py)",
                 stacklevel=2,
             )
-        vals = np.bincount(inv, weights=swr) / counts
-        gt = np.full((n_gt, n_items), np.nan, dtype=np.float64)
-        gt[uniq // n_items, uniq % n_items] = vals
-        missing = np.isnan(gt)
-        n_missing = int(missing.sum())
-        if n_missing:
-            col_mean = np.nanmean(np.where(missing.all(0, keepdims=True), 0.0, gt), axis=0)
-            glob = float(np.nanmean(gt)) if (~missing).any() else 0.0
-            col_mean = np.where(missing.all(0), glob, col_mean)
-            gt = np.where(missing, col_mean[None, :], gt)
+        gt = np.zeros((n_gt, n_items), dtype=np.float64)  # DORL: missing cells 0, repeated pairs summed
+        gt[uniq // n_items, uniq % n_items] = np.bincount(inv, weights=swr)
+        n_missing = n_gt * n_items - len(uniq)
 
         in_small = np.isin(big["video_id"].to_numpy(), videos)
         bu = map_users(big_u[in_small])
@@ -148,6 +183,7 @@ def load_kuairec(data_dir: str | os.PathLike[str] | None = None, *, use_cache: b
         )
         test = pd.DataFrame({"user": su, "item": si, "reward": swr.astype(np.float32)})
 
+        n_dropped = int((~in_small).sum())
         feat_of = dict(zip(cat_vids.tolist(), cat_feats, strict=True))
         no_cat = [int(v) for v in videos if int(v) not in feat_of]
         tag_ids = sorted({t for v in videos for t in feat_of.get(int(v), [])})
@@ -170,17 +206,28 @@ def load_kuairec(data_dir: str | os.PathLike[str] | None = None, *, use_cache: b
             quit_rule="category",
             meta={
                 "source": "KuaiRec 2.0 (Gao et al. 2022), https://kuairec.com/",
-                "ground_truth_method": "small_matrix.csv watch_ratio clipped to [0, 5]; missing cells filled "
-                "with the video's mean over observed users",
+                "ground_truth": {
+                    "source": "KuaiRec small_matrix.csv watch_ratio (fully observed)",
+                    "comparable_to_published": True,
+                    "note": "read as DORL's KuaiEnv.py: clipped at 5, missing cells 0, repeated pairs summed; "
+                    f"training logs: big_matrix.csv rows on small-matrix videos only ({n_dropped} rows on "
+                    "other videos dropped; DORL's user model sees them)",
+                    "missing_cells": n_missing,
+                    "duplicate_pairs": n_dup,
+                },
+                "ground_truth_method": "small_matrix.csv watch_ratio clipped to [0, 5]; missing cells 0, repeated "
+                "pairs summed (DORL KuaiEnv.py load_mat)",
                 "gt_missing_cells": n_missing,
                 "gt_duplicate_pairs": n_dup,
-                "n_big_rows_dropped": int((~in_small).sum()),
+                "n_big_rows_dropped": n_dropped,
                 "user_ids": user_ids.tolist(),
                 "video_ids": videos.tolist(),
                 "videos_without_categories": no_cat,
                 "category_method": "item_categories.csv feat tag ids",
                 "category_groups": {"feat": list(range(len(tag_ids)))},
                 "dorl_feature_ids": [t + 1 for t in tag_ids],
+                **(dorl_majority(files["feature_domination"], [t + 1 for t in tag_ids])
+                   if "feature_domination" in files else {}),
             },
         )
 

@@ -23,6 +23,30 @@ in test; each user's interactions sorted by (timestamp, movie id) are split 70/1
 0..n-1 in increasing original-id order over the kept interactions. Categories are the 18 genres;
 ground truth = binary matrix of ratings >= 4 in any split; ``user_features`` = one-hot gender, age and
 occupation from ``users.dat`` when present.
+
+EasyRL4Rec (``source="easyrl4rec"``, dataset name ``ml1m_easyrl4rec``): the MovieLens env of EasyRL4Rec, whose
+(N, M) = (7, 75) preset assumes its rating ground truth (item distances with a median of about 101). On the
+binary DiffRec ground truth above nearly every item pair is closer than 75 (every episode ends at step 2),
+so this is a separate dataset built from ``ratings.dat`` the way EasyRL4Rec's ``provide_MF_results.py`` and
+``MovieLensData.py`` do, and the DiffRec side keeps its binary matrix:
+
+- all 1,000,209 ratings, split at random 90 / 10 % (scikit-learn's ``train_test_split(test_size=0.1,
+  random_state=42)``: a ``RandomState(42)`` permutation, the first ``ceil(0.1 n)`` rows are the 10 % part;
+  reproduced with numpy, row for row);
+- ground truth: a 6-factor MF without biases (embeddings initialised N(0, 1), MSE, SGD lr 0.1, momentum 0.9,
+  batch 128, 80 epochs; numpy, seeded) fitted on the 90 % part and predicted for every user id 1..max x movie
+  id 1..max (6,040 x 3,952), clipped to [0, 5] (``MovieLensData.load_mat``); movie ids never rated keep
+  their random initial factors, as there. ``meta["ground_truth_check"]`` has the MF's RMSE / MAE on the 10 %
+  part (what its script prints);
+- the swap: ``provide_MF_results.py`` writes the 90 % part to ``movielens-1m-test.csv`` and the 10 % part to
+  ``movielens-1m-train.csv`` ("needs to change train and test"), and EasyRL4Rec trains its user models and
+  agents on the latter. We reproduce what the code does: ``train`` = the 10 % part, ``test`` = the 90 % part
+  the ground-truth MF was fitted on (both sorted by user, then timestamp, as ``MovieLensData.get_df``).
+  Rewards are the ratings 1..5, positive >= 4; categories are the 18 genres (ids absent from ``movies.dat``
+  have none); distance quit rule over all 6,040 rows.
+
+EasyRL4Rec's MF is unseeded (each install regenerates its own ``rating_matrix.csv``), so no run reproduces
+its matrix bit for bit; ours is the same procedure with ``seed``.
 """
 
 from __future__ import annotations
@@ -67,16 +91,22 @@ def load_ml1m(
     *,
     source: str = "auto",
     use_cache: bool = True,
+    seed: int = 0,
 ) -> LoggedDataset:
     """Load MovieLens-1M (``variant`` clean|noisy) from the DiffRec split or from raw ``ratings.dat``.
 
-    ``source``: ``auto`` (DiffRec split if present, else raw), ``diffrec`` or ``raw``; ``ratings_path``
-    implies raw.
+    ``source``: ``auto`` (DiffRec split if present, else raw), ``diffrec``, ``raw`` (``ratings_path``
+    implies raw unless ``source="easyrl4rec"``) or ``easyrl4rec`` (EasyRL4Rec's split and MF rating ground
+    truth from ``ratings.dat``; ``seed`` seeds its MF). See the module docstring.
     """
     if variant not in ("clean", "noisy"):
         raise ValueError(f"variant={variant!r}, expected 'clean' or 'noisy'")
-    if source not in ("auto", "diffrec", "raw"):
-        raise ValueError(f"source={source!r}, expected 'auto', 'diffrec' or 'raw'")
+    if source not in ("auto", "diffrec", "raw", "easyrl4rec"):
+        raise ValueError(f"source={source!r}, expected 'auto', 'diffrec', 'raw' or 'easyrl4rec'")
+    if source == "easyrl4rec":
+        if variant != "clean":
+            raise ValueError(f"variant={variant!r}: the EasyRL4Rec dataset keeps every rating (no clean/noisy variant)")
+        return _load_easyrl4rec(data_dir, ratings_path, use_cache, seed)
     if ratings_path is not None:
         source = "raw"
     name = "ml1m" if variant == "clean" else "ml1m_noisy"
@@ -248,13 +278,10 @@ def _temporal_split(users: np.ndarray, times: np.ndarray, items: np.ndarray) -> 
     return out
 
 
-def _load_raw(
-    data_dir: str | os.PathLike[str] | None,
-    variant: str,
-    name: str,
-    ratings_path: str | os.PathLike[str] | None,
-    use_cache: bool,
-) -> LoggedDataset:
+def _raw_files(
+    data_dir: str | os.PathLike[str] | None, name: str, ratings_path: str | os.PathLike[str] | None
+) -> dict[str, Path]:
+    """``ratings`` (given path or ``<data>/ml-1m/raw/ratings.dat``), ``movies`` and, if present, ``users``."""
     if ratings_path is not None:
         rpath = Path(ratings_path)
         if not rpath.is_file():
@@ -279,25 +306,48 @@ def _load_raw(
     users_path = side("users.dat", False)
     if users_path is not None:
         files["users"] = users_path
+    return files
+
+
+def _read_ratings(rpath: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``ratings.dat`` (``UserID::MovieID::Rating::Timestamp``) as int64 arrays, in file order, checked."""
+    df = read_table(
+        rpath,
+        ["user", "movie", "rating", "time"],
+        sep="::",
+        header=False,
+        dtypes={"user": "int64", "movie": "int64", "rating": "int64", "time": "int64"},
+    )
+    u, m, r, t = (df[c].to_numpy() for c in ("user", "movie", "rating", "time"))
+    check_range(u, 1, np.iinfo(np.int32).max, rpath, "UserID", line_of=1)
+    check_range(m, 1, np.iinfo(np.int32).max, rpath, "MovieID", line_of=1)
+    check_in_set(r, [1, 2, 3, 4, 5], rpath, "Rating", line_of=1)
+    check_range(t, 0, np.iinfo(np.int64).max, rpath, "Timestamp", line_of=1)
+    check_no_duplicates(u, m, rpath, line_of=1, fields=("UserID", "MovieID"))
+    return u, m, r, t
+
+
+def _check_known_movies(m: np.ndarray, movie_ids: np.ndarray, rpath: Path, movies_path: Path) -> None:
+    known = np.isin(m, movie_ids)
+    if not known.all():
+        row = int(np.flatnonzero(~known)[0])
+        raise malformed(rpath, row + 1, "MovieID", f"movie {m[row]} is not listed in {movies_path}")
+
+
+def _load_raw(
+    data_dir: str | os.PathLike[str] | None,
+    variant: str,
+    name: str,
+    ratings_path: str | os.PathLike[str] | None,
+    use_cache: bool,
+) -> LoggedDataset:
+    files = _raw_files(data_dir, name, ratings_path)
+    rpath = files["ratings"]
 
     def build() -> LoggedDataset:
-        df = read_table(
-            rpath,
-            ["user", "movie", "rating", "time"],
-            sep="::",
-            header=False,
-            dtypes={"user": "int64", "movie": "int64", "rating": "int64", "time": "int64"},
-        )
-        u, m, r, t = (df[c].to_numpy() for c in ("user", "movie", "rating", "time"))
-        check_range(u, 1, np.iinfo(np.int32).max, rpath, "UserID", line_of=1)
-        check_in_set(r, [1, 2, 3, 4, 5], rpath, "Rating", line_of=1)
-        check_range(t, 0, np.iinfo(np.int64).max, rpath, "Timestamp", line_of=1)
-        check_no_duplicates(u, m, rpath, line_of=1, fields=("UserID", "MovieID"))
+        u, m, r, t = _read_ratings(rpath)
         movie_ids, genres = _read_movies(files["movies"])
-        known = np.isin(m, movie_ids)
-        if not known.all():
-            row = int(np.flatnonzero(~known)[0])
-            raise malformed(rpath, row + 1, "MovieID", f"movie {m[row]} is not listed in {files['movies']}")
+        _check_known_movies(m, movie_ids, rpath, files["movies"])
         positive = r >= 4
         keep = positive if variant == "clean" else np.ones(len(r), dtype=bool)
         u, m, r, t, positive = u[keep], m[keep], r[keep], t[keep], positive[keep]
@@ -358,5 +408,152 @@ def _load_raw(
 
     return cached_dataset(
         name, files, build, config={"parser": PARSER_VERSION, "source": "raw", "variant": variant},
+        use_cache=use_cache, data_root_dir=data_root(data_dir),
+    )
+
+
+# ----------------------------------------------------------------------------------------------- EasyRL4Rec
+
+EASYRL4REC_MF: dict[str, Any] = {
+    "factors": 6, "lr": 0.1, "momentum": 0.9, "epochs": 80, "batch_size": 128, "test_size": 0.1, "split_seed": 42,
+}  # fmt: skip
+
+
+def easyrl4rec_split(n: int, test_size: float = 0.1, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices ``(part_90, part_10)`` of scikit-learn's ``train_test_split(test_size, random_state=seed)``.
+
+    Its shuffle split draws one ``RandomState(seed).permutation(n)``; the first ``ceil(test_size * n)`` rows
+    are its test part, the next ``floor((1 - test_size) * n)`` its train part, each in permutation order.
+    """
+    n_test = int(np.ceil(test_size * n))
+    n_train = int(np.floor((1.0 - test_size) * n))
+    perm = np.random.RandomState(seed).permutation(n)
+    return perm[n_test : n_test + n_train], perm[:n_test]
+
+
+def fit_sgd_mf(
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    n_user_rows: int,
+    n_item_rows: int,
+    *,
+    factors: int = 6,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    epochs: int = 80,
+    batch_size: int = 128,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``r_ui ~ p_u . q_i`` (no biases) by mini-batch SGD with momentum on the mean squared error.
+
+    The model and optimiser of EasyRL4Rec's ``provide_MF_results.py``: embedding tables (``n_user_rows``,
+    ``n_item_rows`` rows, indexed by raw id) initialised N(0, 1), each epoch a new shuffle into batches of
+    ``batch_size`` (the last one shorter), gradients of the batch-mean MSE, heavy-ball momentum as torch's SGD
+    (``v = momentum * v + g``; ``w -= lr * v``, applied to every row each step, so rows outside the batch keep
+    moving while their buffer decays). Deterministic given ``seed``. Returns ``(P, Q)`` float64.
+    """
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((n_user_rows + n_item_rows, factors))
+    v = np.zeros_like(w)
+    tmp = np.empty_like(w)
+    u_rows = np.asarray(users, dtype=np.int64)
+    i_rows = np.asarray(items, dtype=np.int64) + n_user_rows
+    r = np.asarray(ratings, dtype=np.float64)
+    n = len(r)
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        for s in range(0, n, batch_size):
+            b = order[s : s + batch_size]
+            rows = np.concatenate((u_rows[b], i_rows[b]))
+            x = w[rows]
+            pu, qi = x[: len(b)], x[len(b) :]
+            g = (2.0 / len(b)) * (np.einsum("bk,bk->b", pu, qi) - r[b])
+            v *= momentum
+            np.add.at(v, rows, np.concatenate((g[:, None] * qi, g[:, None] * pu)))
+            np.multiply(v, lr, out=tmp)
+            w -= tmp
+    return w[:n_user_rows], w[n_user_rows:]
+
+
+def _load_easyrl4rec(
+    data_dir: str | os.PathLike[str] | None, ratings_path: str | os.PathLike[str] | None, use_cache: bool, seed: int
+) -> LoggedDataset:
+    name = "ml1m_easyrl4rec"
+    files = _raw_files(data_dir, name, ratings_path)
+    rpath = files["ratings"]
+
+    def build() -> LoggedDataset:
+        u, m, r, t = _read_ratings(rpath)
+        movie_ids, genres = _read_movies(files["movies"])
+        _check_known_movies(m, movie_ids, rpath, files["movies"])
+        c = EASYRL4REC_MF
+        part90, part10 = easyrl4rec_split(len(r), c["test_size"], c["split_seed"])
+        n_users, n_items = int(u.max()), int(m.max())  # ids 1..max, as EasyRL4Rec's tables (max + 1 rows)
+        p, q = fit_sgd_mf(u[part90], m[part90], r[part90], n_users + 1, n_items + 1, factors=c["factors"],
+                          lr=c["lr"], momentum=c["momentum"], epochs=c["epochs"], batch_size=c["batch_size"],
+                          seed=seed)
+        err = np.einsum("nk,nk->n", p[u[part10]], q[m[part10]]) - r[part10]
+        check = {
+            "rmse_on_10pct_part": float(np.sqrt(np.mean(err**2))),
+            "mae_on_10pct_part": float(np.mean(np.abs(err))),
+            "n_10pct_part": len(part10),
+            "note": "unclipped MF predictions on the 10% part (EasyRL4Rec's script reports these as its test error)",
+        }
+        gt = np.clip(p[1:] @ q[1:].T, 0.0, 5.0).astype(np.float32)  # users 1..max x movies 1..max
+        cats = np.zeros((n_items, len(GENRES)), dtype=bool)
+        listed = movie_ids <= n_items
+        cats[movie_ids[listed] - 1] = genres[listed]
+
+        def frame(rows: np.ndarray) -> pd.DataFrame:
+            rows = rows[np.lexsort((t[rows], u[rows]))]  # by user, then timestamp (MovieLensData.get_df)
+            return pd.DataFrame({"user": (u[rows] - 1).astype(np.int32), "item": (m[rows] - 1).astype(np.int32),
+                                 "reward": r[rows].astype(np.float32), "time": t[rows]})
+
+        user_feat, meta_extra = None, {}
+        if "users" in files:
+            ufile_ids, ufeat, unames = _read_users(files["users"])
+            if np.array_equal(ufile_ids, np.arange(1, n_users + 1)):
+                user_feat, meta_extra["user_feature_names"] = ufeat, unames
+            else:
+                meta_extra["user_features_note"] = f"users.dat does not list users 1..{n_users} in order: no user features"
+        meta: dict[str, Any] = {
+            "source": "MovieLens-1M raw ratings.dat (GroupLens), EasyRL4Rec's MovieLens environment",
+            "ground_truth": {
+                "source": "EasyRL4Rec's ML-1M ground truth, rebuilt: 6-factor MF (SGD lr 0.1, momentum 0.9, 80 "
+                "epochs) on the 90% part of ratings.dat, clipped [0, 5]",
+                "comparable_to_published": True,
+                "note": "same procedure as EasyRL4Rec's provide_MF_results.py (its MF is unseeded, so no run gives "
+                f"its exact matrix; seed {seed} here); train = the 10% part, as its swapped file names make it",
+                "heldout_rmse": check["rmse_on_10pct_part"],
+            },
+            "ground_truth_method": "EasyRL4Rec provide_MF_results.py: MF fitted on the 90% random part, predicted "
+            "for all user x movie ids, clipped to [0, 5] (MovieLensData.load_mat)",
+            "ground_truth_config": dict(c, seed=seed),
+            "ground_truth_check": check,
+            "split": "train_test_split(test_size=0.1, random_state=42) of all ratings in file order; train = the "
+            "10% part (EasyRL4Rec's movielens-1m-train.csv), test = the 90% part (its movielens-1m-test.csv, on "
+            "which the ground-truth MF is fitted): the swap of provide_MF_results.py, reproduced",
+            "category_method": "MovieLens genres from movies.dat (ids it does not list have none)",
+            **meta_extra,
+        }
+        return LoggedDataset(
+            name=name,
+            n_users=n_users,
+            n_items=n_items,
+            train=frame(part10),
+            test=frame(part90),
+            ground_truth=gt,
+            item_categories=cats,
+            category_names=[f"genre:{g}" for g in GENRES],
+            user_features=user_feat,
+            reward_kind="rating",
+            positive_threshold=4.0,
+            quit_rule="distance",
+            meta=meta,
+        )
+
+    return cached_dataset(
+        name, files, build, config={"parser": PARSER_VERSION, "source": "easyrl4rec", "mf": EASYRL4REC_MF, "seed": seed},
         use_cache=use_cache, data_root_dir=data_root(data_dir),
     )

@@ -10,15 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# Sub-folder of the data dir holding each dataset, matching the official archive names.
-DATASET_FOLDERS: dict[str, str] = {
-    "coat": "coat",
-    "yahoo": "yahoo_r3",
-    "kuairand": "kuairand_pure",
-    "kuairec": "kuairec",
-    "ml1m": "ml-1m",
-    "ml1m_noisy": "ml-1m",
-}
+from recgym.data.registry import dataset_info
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -48,10 +40,11 @@ def data_root(data_dir: str | os.PathLike[str] | None = None) -> Path:
 
 
 def dataset_dir(name: str, data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The folder of one dataset (it may not exist yet)."""
-    if name not in DATASET_FOLDERS:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {sorted(DATASET_FOLDERS)}")
-    return data_root(data_dir) / DATASET_FOLDERS[name]
+    """The folder of one dataset (its registered ``folder`` under the data root; it may not exist yet)."""
+    info = dataset_info(name)
+    if info.folder is None:
+        raise ValueError(f"dataset {info.name!r} is generated and has no data folder")
+    return data_root(data_dir) / info.folder
 
 
 def require_file(path: Path, dataset: str, hint: str = "") -> Path:

@@ -430,7 +430,7 @@ class BatchedEnv(VectorEnv):
         self._spec = value
 
     def effective_kwargs(self) -> dict[str, Any]:
-        """Resolved constructor values (e.g. a preset's N, M) to record in ``env.spec.kwargs``."""
+        """Resolved constructor values (e.g. a protocol's N, M) to record in ``env.spec.kwargs``."""
         return {}
 
     # -- autoreset mode ---------------------------------------------------------------------------------------

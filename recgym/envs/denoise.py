@@ -1,9 +1,10 @@
 """`DiffusionDenoiseEnv`: the reverse diffusion chain of a pre-trained DiffRec as a batched episodic MDP.
 
-One episode = one reverse chain for one user; the batch holds ``num_envs`` users on the device
-(REFERENCE.md section 4, ReFiT). The env owns the data, the frozen pre-trained DiffRec (loaded from the
-cache, or trained with a progress bar on first use: `recgym.worldmodels.diffrec.fit_or_load_diffrec`), the
-masks and the reward.
+One episode = one reverse chain for one user; the batch holds ``num_envs`` users on the device (the MDP of
+ReFiT, "Fine-Tuning Diffusion-Based Recommender Systems via Reinforcement Learning with Reward Function
+Optimization", arXiv:2511.06937). The env owns the data, the frozen pre-trained DiffRec (loaded from the cache,
+or trained with a progress bar on first use: `recgym.recommenders.fit_or_load_diffrec`), the masks and the
+reward.
 
 **Time.** ``obs["t"]`` counts the steps left: the episode starts at ``t = T`` with ``x_T`` and each step
 maps ``x_t`` to ``x_{t-1}``; after T steps ``x_0`` (the final item scores) is reached and the episode
@@ -74,7 +75,7 @@ from torch import nn
 
 from recgym.data.base import LoggedDataset
 from recgym.envs.core import BatchedEnv, SingleEnvAdapter, as_action_tensor, hash32, resolve_device
-from recgym.worldmodels.diffrec import (
+from recgym.recommenders import (
     CheckpointMismatchError,
     DiffRec,
     DiffRecConfig,

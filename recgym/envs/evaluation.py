@@ -102,9 +102,13 @@ def evaluate(
             cols_t = torch.as_tensor(list(cols), dtype=torch.int64, device=dev)
             sub = base.dataset.item_categories[:, list(cols)]
             thr = None if base.dataset.reward_kind == "rating" else base.dataset.positive_threshold
-            maj_g = metrics.majority_categories(
-                base.dataset.train["item"].to_numpy(), base.dataset.train["reward"].to_numpy(), sub, thr
-            )
+            shipped = (base.dataset.meta.get("majority_categories") or {}).get(gname)
+            if shipped is not None:  # DORL's own majority sets (positions within the group's columns)
+                maj_g = np.asarray(shipped, dtype=np.int64)
+            else:
+                maj_g = metrics.majority_categories(
+                    base.dataset.train["item"].to_numpy(), base.dataset.train["reward"].to_numpy(), sub, thr
+                )
             res[f"MCD_{gname}"] = metrics.mcd(items, cats[:, cols_t], maj_g, lengths)
             group_parts.append((cats[:, cols_t], maj_g))
             per.append(res[f"MCD_{gname}"])

@@ -1,6 +1,10 @@
 """`InteractiveRecEnv`: the training env of model-based offline RL (DORL / MOPO / MBPO / ROLeR / R3S).
 
-Same users, actions, quit rule, modes and protocol presets as `GroundTruthRecEnv` (it is a `RecEnv`: the
+Papers: DORL, "Alleviating Matthew Effect of Offline Reinforcement Learning in Interactive Recommendation"
+(arXiv:2307.04571); ROLeR (arXiv:2407.13163); R3S, "Reward Balancing Revisited: Enhancing Offline
+Reinforcement Learning for Recommender Systems" (arXiv:2506.22112).
+
+Same users, actions, quit rule, modes and protocols as `GroundTruthRecEnv` (it is a `RecEnv`: the
 dynamics are not duplicated), but the reward comes from a world model fitted on the *training logs* only,
 with shaping. For the action ``a`` at step ``k`` (0-based, the k-th item of the episode) of user ``u``::
 
@@ -27,7 +31,7 @@ with shaping. For the action ``a`` at step ``k`` (0-based, the k-th item of the 
   + lambda_int * min_k w_glob(k) * E_min`` over the episode's steps, with ``E_min`` the smallest possible
   entropy sum, so ``raw - MIN_R >= 0`` and the clip at 0 (DORL's ``clip0``) is a safeguard.
 
-Reward presets (``preset=``; every weight can be overridden by its kwarg):
+Reward presets (``reward_preset=``; every weight can be overridden by its kwarg):
 
 ======== ============= ============================================= ======================================
 preset   world model   weights                                       source
@@ -46,24 +50,25 @@ run commands of ROLeR's public code; R3S says it adopts ROLeR's offline-RL set-u
 none and use Yahoo's. ``lambda_ent`` of r3s and roler is the dataset's DORL value (R3S: ``lambda_int =
 lambda_ent``). R3S's uncertainty is a standard deviation in reward units, so its lambda_u is 0.1 (ours; no
 published value). ROLeR's distance uncertainty is in reward units too (distance x reward std); we use lambda_u
-0.1. Before these per-dataset values, every dataset without a DORL-paper value used DORL's code default
-lambda_ent 5: on GroundTruthRec-Synthetic-v0 that entropy bonus swamped the diffusion model's reward and r3s
-stayed below popularity (95.3 R_cumu against 95.9 at 600k steps, seed 0; 101.2 with lambda_ent 1; see
-docs/RESULTS.md).
+0.1. (Why datasets without a published value borrow Yahoo's instead of DORL's code default lambda_ent 5: see
+"History of design measurements" in docs/RESULTS.md.)
 
 World model: ``world_model=`` a kind (default: the preset's) or a fitted model object (anything with
 ``predict() -> (mean, unc)``); ``world_model_config=`` its config (default: the class defaults, lighter ones on
 Yahoo / KuaiRand from `recgym.worldmodels.DATASET_DEFAULTS`); ``world_model_seed=``.
 
-The protocol preset (N, M, mode, max_turn; see `recgym.envs.rec.PRESETS`) is ``protocol=`` (default
+The protocol (N, M, mode, max_turn; see `recgym.envs.protocol`) is ``protocol=`` (default
 ``"roler"`` for the roler reward preset, else ``"dorl"``); the quit rule is the real one (ground-truth
-distances / categories), as in DORL's simulated training envs. The reward preset and every effective value are
-in ``env.shaping``, in ``info["shaping"]`` at reset and in ``env.spec.kwargs``.
+distances / categories), as in DORL's simulated training envs. The effective shaping is ``env.shaping`` (a
+frozen `Shaping`); ``info["shaping"]`` at reset is its plain dict plus the protocol name and ``min_r``; every
+effective value is also in ``env.spec.kwargs``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -72,19 +77,21 @@ from gymnasium.vector import AutoresetMode
 
 from recgym.data.base import LoggedDataset
 from recgym.envs.core import SingleEnvAdapter
-from recgym.envs.rec import RecEnv, RecState, _dataset_key, _load
+from recgym.envs.protocol import dataset_key
+from recgym.envs.rec import RecEnv, RecState, _load
 
 __all__ = [
     "REWARD_PRESETS",
     "EntropyTable",
     "InteractiveRecEnv",
+    "Shaping",
     "decay_weights",
     "make_interactive_single",
     "make_interactive_vec",
     "resolve_shaping",
 ]
 
-# Published (lambda_var, lambda_ent) per dataset and preset. KuaiRec / KuaiRand: the DORL paper (REFERENCE §1);
+# Published (lambda_var, lambda_ent) per dataset and preset. KuaiRec / KuaiRand: the DORL paper (arXiv:2307.04571);
 # Coat / Yahoo: the run commands of ROLeR's public code (whose offline-RL set-up R3S says it adopts), which set
 # MOPO's lambda_var apart from DORL's. Datasets without a published setting (Synthetic, ML-1M: ratings on a
 # 0..5 scale like Coat and Yahoo) use Yahoo's values.
@@ -94,7 +101,7 @@ _PUBLISHED: dict[str, dict[str, tuple[float, float]]] = {
     "coat": {"dorl": (0.005, 1.0), "mopo": (0.02, 0.0)},
     "yahoo": {"dorl": (0.01, 1.0), "mopo": (0.01, 0.0)},
 }
-_SOURCES = {"kuairec": "DORL paper (REFERENCE §1)", "kuairand": "DORL paper (REFERENCE §1)",
+_SOURCES = {"kuairec": "DORL paper (arXiv:2307.04571)", "kuairand": "DORL paper (arXiv:2307.04571)",
             "coat": "ROLeR code's Coat commands", "yahoo": "ROLeR code's Yahoo commands"}
 _DEFAULT_DATASET = "yahoo"  # rating-scale data without a published setting borrow Yahoo's values
 _R3S_LAMBDA_U = 0.1
@@ -103,16 +110,44 @@ _ROLER_LAMBDA_U = 0.1
 REWARD_PRESETS = ("r3s", "dorl", "mopo", "mbpo", "roler")
 
 
-def resolve_shaping(preset: str, dataset_name: str, **overrides: Any) -> dict[str, Any]:
-    """Effective shaping values of a reward preset for a dataset, with explicit (non-None) overrides."""
-    key = str(preset).lower()
+@dataclass(frozen=True)
+class Shaping:
+    """The effective reward shaping of one InteractiveRec env (see the module docstring for each weight).
+
+    ``world_model`` is the world-model kind (or the class / ``kind`` of a fitted model passed in); ``source``
+    says where the weights come from.
+    """
+
+    reward_preset: str
+    world_model: str
+    lambda_u: float
+    lambda_ent: float
+    lambda_int: float
+    alpha: float
+    beta: float
+    entropy_window: tuple[int, ...]
+    source: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (for ``info["shaping"]`` and results JSON)."""
+        return dataclasses.asdict(self)
+
+
+def resolve_shaping(reward_preset: str, dataset_name: str, **overrides: Any) -> Shaping:
+    """Effective shaping of a reward preset for a dataset, with explicit (non-None) overrides of its fields."""
+    key = str(reward_preset).lower()
     if key not in REWARD_PRESETS:
-        raise ValueError(f"unknown InteractiveRec preset {preset!r}; valid presets: {list(REWARD_PRESETS)}")
-    ds = _dataset_key(dataset_name)
+        raise ValueError(f"unknown InteractiveRec reward_preset {reward_preset!r}; valid reward presets: "
+                         f"{list(REWARD_PRESETS)}")
+    fields = {f.name for f in dataclasses.fields(Shaping)} - {"reward_preset", "source"}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"unknown shaping field(s) {unknown}; valid fields: {sorted(fields)}")
+    ds = dataset_key(dataset_name)
     table = _PUBLISHED.get(ds, _PUBLISHED[_DEFAULT_DATASET])
     source = _SOURCES[ds] if ds in _PUBLISHED else f"no published value; {_SOURCES[_DEFAULT_DATASET]} (Yahoo's)"
     lam_var, lam_ent = table["dorl"]
-    base: dict[str, Any] = {"preset": key, "entropy_window": (1, 2), "alpha": 1.0, "beta": 0.0,
+    base: dict[str, Any] = {"reward_preset": key, "entropy_window": (1, 2), "alpha": 1.0, "beta": 0.0,
                             "lambda_int": 0.0, "world_model": "deepfm", "source": source}
     if key == "r3s":
         base.update(world_model="diffusion", lambda_u=_R3S_LAMBDA_U, lambda_ent=lam_ent, lambda_int=lam_ent,
@@ -140,7 +175,7 @@ def resolve_shaping(preset: str, dataset_name: str, **overrides: Any) -> dict[st
     if any(w < 1 for w in win) or len(set(win)) != len(win):
         raise ValueError(f"entropy_window must be distinct ints >= 1, got {base['entropy_window']!r}")
     base["entropy_window"] = win
-    return base
+    return Shaping(**base)
 
 
 def decay_weights(k: torch.Tensor, alpha: float, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,7 +277,7 @@ class InteractiveRecEnv(RecEnv):
         dataset: LoggedDataset | str = "synthetic",
         num_envs: int = 1,
         *,
-        preset: str = "r3s",
+        reward_preset: str = "r3s",
         protocol: str | None = None,
         world_model: Any = None,
         world_model_config: dict[str, Any] | None = None,
@@ -262,7 +297,7 @@ class InteractiveRecEnv(RecEnv):
         ds = _load(dataset, data_dir, dataset_kwargs)
         wm_kind = world_model if isinstance(world_model, str) else None
         shaping = resolve_shaping(
-            preset, ds.name, lambda_u=lambda_u, lambda_ent=lambda_ent, lambda_int=lambda_int, alpha=alpha,
+            reward_preset, ds.name, lambda_u=lambda_u, lambda_ent=lambda_ent, lambda_int=lambda_int, alpha=alpha,
             beta=beta, entropy_window=None if entropy_window is None else tuple(entropy_window),
             world_model=wm_kind,
         )
@@ -271,12 +306,12 @@ class InteractiveRecEnv(RecEnv):
             from recgym.worldmodels import default_config, fit_or_load
 
             if world_model_config is None:
-                world_model_config = default_config(shaping["world_model"], ds.name)
-            model = fit_or_load(shaping["world_model"], ds, config=world_model_config, device=str(dev),
+                world_model_config = default_config(shaping.world_model, ds.name)
+            model = fit_or_load(shaping.world_model, ds, config=world_model_config, device=str(dev),
                                 progress=progress, seed=world_model_seed)
         else:
             model = world_model
-            shaping["world_model"] = getattr(model, "kind", type(model).__name__)
+            shaping = dataclasses.replace(shaping, world_model=str(getattr(model, "kind", type(model).__name__)))
         mean, unc = model.predict()
         if tuple(mean.shape) != (ds.n_users, ds.n_items) or tuple(unc.shape) != tuple(mean.shape):
             raise ValueError(f"world model predicts {tuple(mean.shape)} / {tuple(unc.shape)}, expected "
@@ -287,25 +322,23 @@ class InteractiveRecEnv(RecEnv):
         if not bool(torch.isfinite(mean).all()) or not bool(torch.isfinite(unc).all()):
             raise FloatingPointError(f"world model for {ds.name!r} predicted NaN/inf; refit it")
         if protocol is None:
-            protocol = "roler" if shaping["preset"] == "roler" else "dorl"
-        ctor = {"dataset": ds, "num_envs": num_envs, "preset": preset, "protocol": protocol, "world_model": model,
+            protocol = "roler" if shaping.reward_preset == "roler" else "dorl"
+        ctor = {"dataset": ds, "num_envs": num_envs, "reward_preset": reward_preset, "protocol": protocol, "world_model": model,
                 "lambda_u": lambda_u, "lambda_ent": lambda_ent, "lambda_int": lambda_int, "alpha": alpha,
                 "beta": beta, "entropy_window": entropy_window, "progress": progress, "device": device, **kwargs}
-        shaping["protocol"] = protocol
         self.shaping = shaping
-        self.table = EntropyTable.from_logs(ds, shaping["entropy_window"], dev)
-        base = (mean.to(dev, torch.float32) - shaping["lambda_u"] * unc.to(dev, torch.float32))
+        self.table = EntropyTable.from_logs(ds, shaping.entropy_window, dev)
+        base = (mean.to(dev, torch.float32) - shaping.lambda_u * unc.to(dev, torch.float32))
         # bounds of the decayed terms over the episode's steps
         max_turn_guess = int(kwargs.get("max_turn") or 30)
         ks = torch.arange(max(max_turn_guess, 30), device=dev)
-        w_loc, w_glob = decay_weights(ks, shaping["alpha"], shaping["beta"])
-        e_min, e_max = self.table.min_sum(), float(len(shaping["entropy_window"]))
-        la, li = shaping["lambda_ent"], shaping["lambda_int"]
+        w_loc, w_glob = decay_weights(ks, shaping.alpha, shaping.beta)
+        e_min, e_max = self.table.min_sum(), float(len(shaping.entropy_window))
+        la, li = shaping.lambda_ent, shaping.lambda_int
         self.min_r = float(base.min()) + la * float(w_loc.min()) * e_min + li * float(w_glob.min()) * e_min
         max_r = float(base.max()) + la * float(w_loc.max()) * e_max + li * float(w_glob.max()) * e_max - self.min_r
-        shaping["min_r"] = self.min_r
         self._base_flat = base.reshape(-1).contiguous()
-        super().__init__(ds, num_envs, device=dev, preset=protocol, reward_range=(0.0, max_r * (1 + 1e-5) + 1e-6),
+        super().__init__(ds, num_envs, device=dev, protocol=protocol, reward_range=(0.0, max_r * (1 + 1e-5) + 1e-6),
                          **kwargs)
         self.world_model = model
         self._traj_len = max(self.max_turn, 1)
@@ -358,26 +391,26 @@ class InteractiveRecEnv(RecEnv):
         self.traj = torch.where(act[:, None], traj, self.traj)
         sh = self.shaping
         r = self._base_flat[users * self.n_items + items]
-        w_loc, w_glob = decay_weights(k, sh["alpha"], sh["beta"])
-        if sh["lambda_ent"] > 0:
-            r = r + sh["lambda_ent"] * w_loc * self.local_entropy(self.traj, k)
-        if sh["lambda_int"] > 0:
-            r = r + sh["lambda_int"] * w_glob * self.global_entropy(self.traj, k)
+        w_loc, w_glob = decay_weights(k, sh.alpha, sh.beta)
+        if sh.lambda_ent > 0:
+            r = r + sh.lambda_ent * w_loc * self.local_entropy(self.traj, k)
+        if sh.lambda_int > 0:
+            r = r + sh.lambda_int * w_glob * self.global_entropy(self.traj, k)
         return (r - self.min_r).clamp_min(0.0)
 
     # -- bookkeeping -----------------------------------------------------------------------------------------
     def effective_kwargs(self) -> dict[str, Any]:
         out = super().effective_kwargs()
-        out["protocol"] = out.pop("preset")
         sh = self.shaping
-        out.update({"preset": sh["preset"], "world_model": sh["world_model"], "lambda_u": sh["lambda_u"],
-                    "lambda_ent": sh["lambda_ent"], "lambda_int": sh["lambda_int"], "alpha": sh["alpha"],
-                    "beta": sh["beta"], "entropy_window": tuple(sh["entropy_window"])})
+        out.update({"reward_preset": sh.reward_preset, "world_model": sh.world_model, "lambda_u": sh.lambda_u,
+                    "lambda_ent": sh.lambda_ent, "lambda_int": sh.lambda_int, "alpha": sh.alpha, "beta": sh.beta,
+                    "entropy_window": tuple(sh.entropy_window)})
         return out
 
     def _reset_info(self) -> dict[str, Any]:
         info = super()._reset_info()
-        info["shaping"] = dict(self.shaping)
+        # plain values: the shaping, plus the protocol name and the shift MIN_R this env computed
+        info["shaping"] = {**self.shaping.as_dict(), "protocol": self.protocol["name"], "min_r": self.min_r}
         return info
 
 

@@ -27,9 +27,9 @@ EasyRL4Rec (REFERENCE.md §1):
   ValueError naming the env, the item and the step (unless ``validate_actions=False``, see below);
   ``invalid_action="terminate"`` gives reward 0, ends the episode (``terminated=True``) and sets
   ``info["invalid_action"]`` (for learners that cannot mask).
-* **Presets** (``preset=``) fix N, M, the mode and max_turn per dataset; see `PRESETS`. Explicit
+* **Protocols** (``protocol=``) fix N, M, the mode and max_turn per dataset; see `recgym.envs.protocol`. Explicit
   ``num_leave_compute`` / ``leave_threshold`` / ``mode`` / ``max_turn`` / ``quit_rule`` kwargs override the
-  preset; ``preset="custom"`` starts from N=1, M=0, NX_0, max_turn=30. The effective values are in
+  protocol; ``protocol="custom"`` starts from N=1, M=0, NX_0, max_turn=30. The effective values are in
   ``env.protocol``, in the ``info["protocol"]`` returned by ``reset`` and in ``env.spec.kwargs``.
 
 Observation (batched): dict of tensors ``user`` int64 [B], ``step`` int64 [B] (steps taken in the episode),
@@ -64,10 +64,16 @@ from gymnasium.vector import AutoresetMode
 
 from recgym.data.base import LoggedDataset
 from recgym.envs.core import BatchedEnv, Lazy, SingleEnvAdapter, as_action_tensor, check_action_range
+from recgym.envs.protocol import (  # re-exported (tables live there)
+    MODES,
+    PROTOCOLS,
+    Protocol,
+    resolve_protocol,
+)
 
 __all__ = [
     "MODES",
-    "PRESETS",
+    "PROTOCOLS",
     "GroundTruthRecEnv",
     "RecEnv",
     "RecState",
@@ -77,108 +83,6 @@ __all__ = [
     "make_ground_truth_vec",
     "resolve_protocol",
 ]
-
-MODES = ("FB", "NX_0", "NX_10")
-DATASET_KEYS = ("coat", "yahoo", "kuairand", "kuairec", "ml1m", "synthetic")
-
-# preset -> (mode, max_turn, {dataset: (N, M)}). Sources: REFERENCE.md §1.
-# * dorl: the DORL paper's setting for KuaiRec/KuaiRand (N=4, M=0; the setting of its published tables) and
-#   the DORL code defaults for Coat (N=3, M=10) and Yahoo (N=3, M=120). `dorl_code` uses the code defaults
-#   everywhere (Kuai* N=10, M=0).
-# * roler: N=1, M=0, NX_0 everywhere.
-# * easyrl4rec: EasyRL4Rec defaults, FB mode.
-# * ML-1M has no DORL/ROLeR value: those presets fall back to N=1, M=0 (marked source="fallback").
-#   EasyRL4Rec's ML-1M values (N=7, M=75) were set for its rating ground truth; on recgym's ML-1M ground truth
-#   (binary observed positives of the DiffRec split) nearly all item distances are below 75, so every
-#   episode ends after 2 steps (measured: Length 2.00 for random and oracle). Likewise M=120 on recgym's
-#   completed Yahoo ground truth (median item distance ~20). Kept as published; whenever more than 90% of
-#   item pairs are closer than M the protocol carries "note" (and always "close_pair_share").
-# * synthetic (all presets): distance rule with M=0, so nobody quits and every episode lasts max_turn; the
-#   optimal return is then known exactly (the sum of the user's top-max_turn ground-truth values in NX modes,
-#   max_turn x the user's best value in FB).
-_FALLBACK = (1, 0.0)
-PRESETS: dict[str, dict[str, Any]] = {
-    "dorl": {
-        "mode": "NX_0",
-        "max_turn": 30,
-        "values": {"coat": (3, 10.0), "yahoo": (3, 120.0), "kuairec": (4, 0.0), "kuairand": (4, 0.0),
-                   "synthetic": (1, 0.0)},
-    },
-    "dorl_code": {
-        "mode": "NX_0",
-        "max_turn": 30,
-        "values": {"coat": (3, 10.0), "yahoo": (3, 120.0), "kuairec": (10, 0.0), "kuairand": (10, 0.0),
-                   "synthetic": (1, 0.0)},
-    },
-    "roler": {
-        "mode": "NX_0",
-        "max_turn": 30,
-        "values": {k: (1, 0.0) for k in DATASET_KEYS},
-    },
-    "easyrl4rec": {
-        "mode": "FB",
-        "max_turn": 30,
-        "values": {"coat": (7, 6.0), "yahoo": (3, 120.0), "kuairec": (9, 1.0), "kuairand": (10, 0.0),
-                   "ml1m": (7, 75.0), "synthetic": (1, 0.0)},
-    },
-    "custom": {"mode": "NX_0", "max_turn": 30, "values": {}},
-}
-
-
-def _dataset_key(name: str) -> str:
-    key = name.lower().replace("-", "").replace("_", "")
-    if key.startswith("ml1m"):
-        return "ml1m"
-    return {"yahoor3": "yahoo", "kuairandpure": "kuairand"}.get(key, key)
-
-
-def resolve_protocol(
-    preset: str | None,
-    dataset_name: str,
-    dataset_quit_rule: str,
-    *,
-    mode: str | None = None,
-    max_turn: int | None = None,
-    num_leave_compute: int | None = None,
-    leave_threshold: float | None = None,
-    quit_rule: str | None = None,
-) -> dict[str, Any]:
-    """Effective protocol values: preset defaults for the dataset, overridden by explicit kwargs."""
-    preset_key = "custom" if preset is None else str(preset).lower()
-    if preset_key not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; valid presets: {sorted(PRESETS)}")
-    p = PRESETS[preset_key]
-    key = _dataset_key(dataset_name)
-    if preset_key == "custom":
-        (n_def, m_def), source = _FALLBACK, "custom"
-    elif key in p["values"]:
-        (n_def, m_def), source = p["values"][key], preset_key
-    else:
-        (n_def, m_def), source = _FALLBACK, "fallback"
-    mode_eff = p["mode"] if mode is None else str(mode).upper()
-    if mode_eff not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; valid modes: {list(MODES)}")
-    rule = dataset_quit_rule if quit_rule is None else quit_rule
-    if rule not in ("distance", "category"):
-        raise ValueError(f"quit_rule={rule!r}, expected 'distance' or 'category'")
-    n = int(n_def if num_leave_compute is None else num_leave_compute)
-    m = float(m_def if leave_threshold is None else leave_threshold)
-    mt = int(p["max_turn"] if max_turn is None else max_turn)
-    if n < 0:
-        raise ValueError(f"num_leave_compute must be >= 0, got {n}")
-    if mt < 1:
-        raise ValueError(f"max_turn must be >= 1, got {mt}")
-    out = {
-        "preset": preset_key,
-        "dataset": key,
-        "mode": mode_eff,
-        "quit_rule": rule,
-        "num_leave_compute": n,
-        "leave_threshold": m,
-        "max_turn": mt,
-        "source": source,
-    }
-    return out
 
 
 def compact_matrix(mat: np.ndarray, dtype: str = "auto", max_float32_bytes: int = 512 << 20) -> torch.Tensor:
@@ -285,7 +189,7 @@ class RecEnv(BatchedEnv):
         num_envs: int = 1,
         *,
         device: str | torch.device = "cpu",
-        preset: str | None = "dorl",
+        protocol: str | None = "dorl",
         mode: str | None = None,
         max_turn: int | None = None,
         num_leave_compute: int | None = None,
@@ -317,7 +221,7 @@ class RecEnv(BatchedEnv):
         self.copy_mask = bool(copy_mask)
         self._mask_buf: torch.Tensor | None = None  # the one mask buffer of copy_mask=False
         self._pairs: tuple[tuple, torch.Tensor | None] | None = None  # (key, quit pair table), built on first use
-        self._preset = preset
+        self._protocol_name = protocol
         self._explicit = {
             "mode": mode,
             "max_turn": max_turn,
@@ -325,7 +229,7 @@ class RecEnv(BatchedEnv):
             "leave_threshold": leave_threshold,
             "quit_rule": quit_rule,
         }
-        base = resolve_protocol(preset, dataset.name, dataset.quit_rule, **self._explicit)
+        base = resolve_protocol(protocol, dataset.name, dataset.quit_rule, **self._explicit)
         self._base_protocol = base
 
         # evaluation users
@@ -348,7 +252,7 @@ class RecEnv(BatchedEnv):
                 )
         self.n_user_space = int(max(dataset.n_users, n_pool_max))
 
-        max_turn_space = max(base["max_turn"], 10)
+        max_turn_space = max(base.max_turn, 10)
         lo = float(min(0.0, reward_range[0]))
         hi = float(max(0.0, reward_range[1]))
         w = self.history_len
@@ -382,8 +286,8 @@ class RecEnv(BatchedEnv):
         self._alloc_state()
 
     # -- protocol --------------------------------------------------------------------------------------------
-    def _set_protocol(self, base: dict[str, Any]) -> None:
-        p = dict(base)
+    def _set_protocol(self, base: Protocol) -> None:
+        p = base.as_dict()
         if p["mode"] == "NX_10":
             p["max_turn"] = 10
             p["quitting"] = False
@@ -399,7 +303,7 @@ class RecEnv(BatchedEnv):
         if p["quitting"] and p["quit_rule"] == "distance" and self._item_dist is None:
             src = self._distance_source
             if src is None:
-                src = self.dataset.ground_truth
+                src = self.dataset.quit_distance_source()
             if src is None:
                 raise ValueError(f"{self.dataset.name}: distance quit rule needs a ground-truth matrix")
             self._item_dist = _cached_distances(src, self.device)
@@ -433,7 +337,7 @@ class RecEnv(BatchedEnv):
 
     def set_mode(self, mode: str) -> None:
         """Switch the evaluation mode (FB / NX_0 / NX_10); takes effect at the next full ``reset``."""
-        new = resolve_protocol(self._preset, self.dataset.name, self.dataset.quit_rule, **{**self._explicit,
+        new = resolve_protocol(self._protocol_name, self.dataset.name, self.dataset.quit_rule, **{**self._explicit,
                                "mode": mode})
         self._base_protocol = new
         self._set_protocol(new)
@@ -448,12 +352,12 @@ class RecEnv(BatchedEnv):
     def effective_kwargs(self) -> dict[str, Any]:
         p = self._base_protocol
         return {
-            "preset": p["preset"],
-            "mode": p["mode"],
-            "num_leave_compute": p["num_leave_compute"],
-            "leave_threshold": p["leave_threshold"],
+            "protocol": p.name,
+            "mode": p.mode,
+            "num_leave_compute": p.num_leave_compute,
+            "leave_threshold": p.leave_threshold,
             "max_turn": self.protocol["max_turn"],
-            "quit_rule": p["quit_rule"],
+            "quit_rule": p.quit_rule,
             "history_len": self.history_len,
         }
 
@@ -718,7 +622,7 @@ class GroundTruthRecEnv(RecEnv):
         if "reward_range" not in kwargs:
             kwargs["reward_range"] = (float(np.min(ds.ground_truth)), float(np.max(ds.ground_truth)))
         self._reward_range = kwargs["reward_range"]
-        kwargs.setdefault("distance_source", ds.ground_truth)
+        kwargs.setdefault("distance_source", ds.quit_distance_source())
         super().__init__(ds, num_envs, **kwargs)
         self.gt = gt.to(self.device)
         self._gt_flat = self.gt.reshape(-1)
@@ -728,8 +632,10 @@ class GroundTruthRecEnv(RecEnv):
         self.protocol["gt_dtype"] = str(self.gt.dtype).replace("torch.", "")
         self._ctor_kwargs = ctor
 
-    def _set_protocol(self, base: dict[str, Any]) -> None:
+    def _set_protocol(self, base: Protocol) -> None:
         super()._set_protocol(base)
+        if "ground_truth" in self.dataset.meta:  # provenance: comparable to the published numbers or a fallback
+            self.protocol["ground_truth"] = dict(self.dataset.meta["ground_truth"])
         if hasattr(self, "gt"):
             self.protocol["gt_dtype"] = str(self.gt.dtype).replace("torch.", "")
 
@@ -751,7 +657,7 @@ class GroundTruthRecEnv(RecEnv):
     def optimal_return(self, users: torch.Tensor | None = None) -> torch.Tensor:
         """Best achievable return per user when nobody quits: top-``max_turn`` sum (NX) / ``max_turn`` x max (FB).
 
-        Exact only when the quit rule never fires (e.g. the synthetic presets, M=0 distance rule).
+        Exact only when the quit rule never fires (e.g. the synthetic protocols, M=0 distance rule).
         """
         u = self.users_pool if users is None else users
         rows = self.gt[u].float()

@@ -1,75 +1,85 @@
 """Env-id registration by entry-point strings. Must import neither torch nor any dataset.
 
-Each family registers its ids in its own block below with a single-env ``entry_point`` (numpy, for
-``gymnasium.make`` / ``check_env`` / SB3) and a batched ``vector_entry_point`` (torch, for
+Every dataset in `recgym.data.registry` gets ``<family>-<env_tag>-v0`` for each family in its
+``env_families``, with kwargs ``{"dataset": <canonical name>}``. Each family has a single-env ``entry_point``
+(numpy, for ``gymnasium.make`` / ``check_env`` / SB3) and a batched ``vector_entry_point`` (torch, for
 ``gymnasium.make_vec(id, num_envs=N, device=...)``). Both are ``"module:callable"`` strings, so nothing is
 imported until an env is actually made.
+
+Importing this module (which ``import recgym`` does) subscribes it to the dataset registry, so a dataset
+registered later with `recgym.data.registry.register_dataset` gets its ids at that moment, and
+`recgym.data.registry.unregister_dataset` removes them. `register_envs` (re)registers every id; it is
+idempotent.
 """
 
 from __future__ import annotations
 
 from gymnasium.envs.registration import register, registry
 
-# dataset name in the env id -> `recgym.data.load_dataset` name
-DATASET_IDS: dict[str, str] = {
-    "Coat": "coat",
-    "Yahoo": "yahoo",
-    "KuaiRand": "kuairand",
-    "KuaiRec": "kuairec",
-    "ML1M": "ml1m",
-    "Synthetic": "synthetic",
+from recgym.data.registry import ENV_FAMILIES, DatasetInfo, on_registry_change, registered_datasets
+
+# family -> (entry_point, vector_entry_point)
+ENTRY_POINTS: dict[str, tuple[str, str]] = {
+    # owner: env core; recgym/envs/rec.py
+    "GroundTruthRec": ("recgym.envs.rec:make_ground_truth_single", "recgym.envs.rec:make_ground_truth_vec"),
+    # owner: world-model helper; recgym/envs/interactive.py
+    "InteractiveRec": ("recgym.envs.interactive:make_interactive_single",
+                       "recgym.envs.interactive:make_interactive_vec"),
+    # owner: denoise helper; recgym/envs/denoise.py
+    "DiffusionDenoise": ("recgym.envs.denoise:make_denoise_single", "recgym.envs.denoise:make_denoise_vec"),
 }
+if set(ENTRY_POINTS) != set(ENV_FAMILIES):
+    raise RuntimeError(f"env families {sorted(ENV_FAMILIES)} and entry points {sorted(ENTRY_POINTS)} disagree")
 
 
-def _register(env_id: str, entry_point: str, vector_entry_point: str, kwargs: dict) -> None:
+def env_ids(info: DatasetInfo) -> tuple[str, ...]:
+    """The env ids of a dataset entry, one per family in its ``env_families``."""
+    return tuple(f"{family}-{info.env_tag}-v0" for family in info.env_families)
+
+
+def _register(env_id: str, family: str, dataset: str) -> None:
+    entry_point, vector_entry_point = ENTRY_POINTS[family]
     if env_id in registry:
+        spec = registry[env_id]
+        if spec.entry_point != entry_point or spec.kwargs.get("dataset") != dataset:
+            raise ValueError(f"env id {env_id!r} is already registered for another env or dataset")
         return
     register(
         id=env_id,
         entry_point=entry_point,
         vector_entry_point=vector_entry_point,
-        kwargs=kwargs,
+        kwargs={"dataset": dataset},
         disable_env_checker=False,
     )
 
 
-def _register_ground_truth() -> None:
-    # ---- GroundTruthRec-<D>-v0 (owner: env core; recgym/envs/rec.py) ----
-    for tag, name in DATASET_IDS.items():
-        _register(
-            f"GroundTruthRec-{tag}-v0",
-            "recgym.envs.rec:make_ground_truth_single",
-            "recgym.envs.rec:make_ground_truth_vec",
-            {"dataset": name},
-        )
+def register_dataset_envs(info: DatasetInfo) -> tuple[str, ...]:
+    """Register the env ids of one dataset entry (idempotent); return them."""
+    for family in info.env_families:
+        _register(f"{family}-{info.env_tag}-v0", family, info.name)
+    return env_ids(info)
 
 
-def _register_interactive() -> None:
-    # ---- InteractiveRec-<D>-v0 (owner: world-model helper; recgym/envs/interactive.py) ----
-    for tag, name in DATASET_IDS.items():
-        _register(
-            f"InteractiveRec-{tag}-v0",
-            "recgym.envs.interactive:make_interactive_single",
-            "recgym.envs.interactive:make_interactive_vec",
-            {"dataset": name},
-        )
+def unregister_dataset_envs(info: DatasetInfo) -> None:
+    """Remove the env ids of one dataset entry from gymnasium's registry (ids it does not own are left alone)."""
+    for family in info.env_families:
+        env_id = f"{family}-{info.env_tag}-v0"
+        spec = registry.get(env_id)
+        if spec is not None and spec.entry_point == ENTRY_POINTS[family][0] and spec.kwargs.get("dataset") == info.name:
+            del registry[env_id]
 
 
-def _register_denoise() -> None:
-    # ---- DiffusionDenoise-<D>-v0 (owner: denoise helper; recgym/envs/denoise.py) ----
-    denoise_ids = {"ML1M": "ml1m", "ML1MNoisy": "ml1m_noisy", "Coat": "coat", "Yahoo": "yahoo",
-                   "Synthetic": "synthetic"}
-    for tag, name in denoise_ids.items():
-        _register(
-            f"DiffusionDenoise-{tag}-v0",
-            "recgym.envs.denoise:make_denoise_single",
-            "recgym.envs.denoise:make_denoise_vec",
-            {"dataset": name},
-        )
+def _on_change(info: DatasetInfo, registered: bool) -> None:
+    if registered:
+        register_dataset_envs(info)
+    else:
+        unregister_dataset_envs(info)
 
 
 def register_envs() -> None:
     """Register every recgym env id with gymnasium (idempotent)."""
-    _register_ground_truth()
-    _register_interactive()
-    _register_denoise()
+    for info in registered_datasets():
+        register_dataset_envs(info)
+
+
+on_registry_change(_on_change)

@@ -93,6 +93,11 @@ class ContinuousItemActionWrapper(VectorWrapper):
         """int64 [B] item ids chosen for continuous ``actions`` under ``mask`` (default: the current mask)."""
         a = as_action_tensor(actions, num_envs=self.base.num_envs, device=self.base.device, kind="float",
                              tail_shape=(self.k,))
+        finite = torch.isfinite(a).all(1)
+        if not bool(finite.all()):  # a diverged actor must not be mapped to items 0, 1, 2 and paid real rewards
+            bad = (~finite).nonzero().flatten()[:5].tolist()
+            raise ValueError(f"ContinuousItemActionWrapper: actions of envs {bad} contain NaN or inf; expected "
+                             f"finite float [B, {self.k}] actions in [-1, 1]")
         scores = a @ self.item_embeddings.T  # [B, n_items]
         m = self._mask if mask is None else mask
         if m is not None:

@@ -2,17 +2,18 @@
 
 Kinds (`WORLD_MODELS`): ``deepfm`` (DORL's Gaussian DeepFM ensemble), ``diffusion`` (R3S's diffusion world
 model), ``mf`` (biased MF baseline), ``knn`` (ROLeR's kNN reward shaping). `fit_or_load` fits a model once
-and caches it under ``cache_dir()/worldmodels`` keyed by the dataset fingerprint and the config hash.
+and caches it under ``cache_dir()/worldmodels`` keyed by the dataset fingerprint and the config hash
+(the load-or-fit step is `recgym.worldmodels.cache.cached_fit`, shared with DiffRec's cache).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from pathlib import Path
 from typing import Any
 
+from recgym.data.registry import model_defaults, registered_datasets
 from recgym.worldmodels.base import (
     NotFittedError,
     WorldModel,
@@ -21,6 +22,7 @@ from recgym.worldmodels.base import (
     config_hash,
     dataset_fingerprint,
 )
+from recgym.worldmodels.cache import cached_fit
 
 _KINDS: dict[str, tuple[str, str]] = {
     "deepfm": ("recgym.worldmodels.deepfm", "DeepFMEnsemble"),
@@ -30,22 +32,12 @@ _KINDS: dict[str, tuple[str, str]] = {
 }
 WORLD_MODELS: tuple[str, ...] = tuple(_KINDS)
 
-_log = logging.getLogger(__name__)
-
-# (dataset, kind) -> lighter default configs for the large sets, so a first fit stays feasible on 2 CPU cores
-# (used by the InteractiveRec envs and the quality benchmark when no config is given; see `default_config`).
-DATASET_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
-    ("yahoo", "deepfm"): {"epochs": 1, "n_negatives": 2, "batch_size": 8192},
-    ("yahoo", "diffusion"): {"epochs": 20, "batch_size": 256, "n_samples": 8},
-    ("yahoo", "mf"): {"epochs": 60},
-    ("kuairand", "deepfm"): {"embed_dim": 4, "epochs": 1, "n_negatives": 2, "batch_size": 8192},
-    ("kuairand", "diffusion"): {"epochs": 10, "batch_size": 256, "n_samples": 8},
-}
-
 
 def default_config(kind: str, dataset_name: str) -> dict[str, Any] | None:
-    """The `DATASET_DEFAULTS` entry for (dataset, kind), or None (the config class defaults)."""
-    return DATASET_DEFAULTS.get((dataset_name, kind))
+    """The dataset's registered default config for world-model ``kind`` (``DatasetInfo.model_defaults``: lighter
+    configs for the large sets, so a first fit stays feasible on 2 CPU cores), or None (the config class
+    defaults). Used by the InteractiveRec envs and the quality benchmark when no config is given."""
+    return model_defaults(dataset_name, kind) or None
 
 
 def world_model_class(kind: str) -> type[WorldModel]:
@@ -74,25 +66,26 @@ def fit_or_load(kind: str, dataset: Any, config: Any = None, device: str = "cpu"
 
     The cache file name carries the dataset fingerprint and the config hash; the file's own recorded
     fingerprint and config are checked again on load. A file that cannot be read (truncated, corrupt) or
-    that does not match is refitted and overwritten (atomically), never trusted.
+    that does not match is refitted and overwritten (atomically), never trusted (`cached_fit`).
     """
     cls = world_model_class(kind)
     cfg = build_world_config(cls.config_cls, config)
-    path = cache_path(kind, dataset, cfg, seed)
     fp = dataset_fingerprint(dataset)
-    if path.exists() and not refit:
+
+    def load(path: Path) -> WorldModel:
         model = cls(cfg, device=device, seed=seed)
-        try:
-            model.load(path, expect_fingerprint=fp)
-            if config_hash(model.config) != config_hash(cfg):
-                raise WorldModelCacheError(f"{path}: config differs from the requested one")
-            return model
-        except Exception as err:  # corrupt / mismatched cache: rebuild, do not trust
-            _log.warning("world-model cache %s unusable (%s); refitting", path, err)
-    model = cls(cfg, device=device, seed=seed)
-    model.fit(dataset, logger=logger, progress=progress)
-    model.save(path)
-    return model
+        model.load(path, expect_fingerprint=fp)
+        if config_hash(model.config) != config_hash(cfg):
+            raise WorldModelCacheError(f"{path}: config differs from the requested one")
+        return model
+
+    def fit() -> WorldModel:
+        model = cls(cfg, device=device, seed=seed)
+        model.fit(dataset, logger=logger, progress=progress)
+        return model
+
+    return cached_fit(cache_path(kind, dataset, cfg, seed), fit, load, lambda m, p: m.save(p), refit=refit,
+                      what=f"{kind} world-model")
 
 
 def load_world_model(path: str | os.PathLike[str], kind: str | None = None, dataset: Any = None,
@@ -117,6 +110,9 @@ def load_world_model(path: str | os.PathLike[str], kind: str | None = None, data
 
 
 def __getattr__(name: str) -> Any:
+    if name == "DATASET_DEFAULTS":  # (dataset, kind) -> config overrides, read from the dataset registry
+        return {(i.name, k): dict(v) for i in registered_datasets() for k, v in i.model_defaults.items()
+                if k in _KINDS}
     lazy = {"DeepFMEnsemble": "deepfm", "DiffusionWorldModel": "diffusion", "MFWorldModel": "mf", "KNNShaping": "knn"}
     if name in lazy:
         return world_model_class(lazy[name])

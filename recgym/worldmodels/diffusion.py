@@ -1,5 +1,8 @@
 """R3S's diffusion world model: a DiffRec-style conditional denoiser over a user's reward vector.
 
+The world model of R3S ("Reward Balancing Revisited: Enhancing Offline Reinforcement Learning for Recommender
+Systems"), built on the forward process of DiffRec ("Diffusion Recommender Models", arXiv:2304.04971).
+
 Data. For user ``u`` the clean vector ``x0[u]`` (length ``n_items``) holds the logged rewards divided by
 ``scale = max |train reward|`` (ratings 1..5 -> 0.2..1, clicks stay 0/1); unlogged entries are 0, i.e.
 reward 0, the label DORL gives sampled negatives. ``m[u]`` is the logged-mask.
@@ -11,25 +14,22 @@ user_emb, time_emb] -> MLP (tanh) -> h``; ``x0_hat = h V^T + b_item + w_c * ctx 
 + g_t * x_t * (1 - ctx_mask)``, i.e. a low-rank read-out through the same item embeddings plus scalar skips
 that let the model copy context values and, for entries outside the context, trust ``x_t`` as t -> 0.
 
-Training (DiffRec forward process, linear-var schedule): ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps``;
-the context is the observed entries with a random ``ctx_drop`` share hidden (so the model must predict
-logged rewards it cannot see, the world-model task); loss = weighted MSE of ``x0_hat`` against ``x0`` with
-weight 1 on logged entries and ``unobserved_weight`` (default 0.1) on unlogged ones. DiffRec's loss covers every
-entry of the vector (unlogged ones are zeros with weight 1) and DORL labels sampled negatives 0; a small weight
-keeps that exposure signal without letting the zeros swamp the ratings. With weight 0 the model learns only
-from the (self-selected, upward-biased) logged ratings: greedy top-30 by its mean scored 99.9 R_cumu on
-GroundTruthRec-Synthetic-v0 (popularity 95.7, optimal 129.8) and 57.1 on Yahoo (popularity 73.6); with 0.1,
-115.8 and 66.1 (Coat: 73.4 -> 72.2, popularity 71.5). Reproduce: ``python -m
-recgym.benchmarks.worldmodel_quality --greedy``.
+Training (DiffRec forward process, the ``linear-var`` schedule of `recgym.nn.diffusion.NoiseSchedule`):
+``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps``; the context is the observed entries with a random
+``ctx_drop`` share hidden (so the model must predict logged rewards it cannot see, the world-model task); loss
+= weighted MSE of ``x0_hat`` against ``x0`` with weight 1 on logged entries and ``unobserved_weight`` (default
+0.1) on unlogged ones. DiffRec's loss covers every entry of the vector (unlogged ones are zeros with weight 1)
+and DORL labels sampled negatives 0; a small weight keeps that exposure signal without letting the zeros swamp
+the ratings (with weight 0 the model learns only from the self-selected, upward-biased logged ratings; the
+measurements behind the default are in docs/RESULTS.md, "Agents for the interactive envs").
 
-Uncertainty (R3S §3.1). ``n_samples`` (S) reverse chains per user start from the user's noised history
+Uncertainty (R3S section 3.1). ``n_samples`` (S) reverse chains per user start from the user's noised history
 ``x_{t0} = sqrt(abar_t0) x0 + sqrt(1 - abar_t0) eps`` (``t0 = sample_steps``) and run stochastic posterior
 steps ``x_{t-1} = mu(x_t, x0_hat) + sigma_t z`` with the full history as context. Each chain's final ``x0_hat``
 is one sampled reward vector; ``mean`` = the mean of the S samples and ``uncertainty`` = their standard
 deviation, both times ``scale`` (reward units). ``sample_ctx_drop > 0`` (off by default) makes each chain
-condition on its own random subset of the history; measured on Synthetic and Coat it raised the spread of
-*logged* pairs above that of unlogged ones and did not improve the uncertainty/error correlation. The S chains of a chunk of users run as one batch on the
-device (a Python loop over timesteps and user chunks only).
+condition on its own random subset of the history (docs/RESULTS.md, "World models", says why it is off). The
+S chains of a chunk of users run as one batch on the device (a Python loop over timesteps and user chunks only).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from recgym.data.base import LoggedDataset
+from recgym.nn.diffusion import NoiseSchedule, mlp, timestep_embedding
 from recgym.worldmodels.base import WorldModel, log_scalar, train_arrays
 
 
@@ -86,33 +87,20 @@ class DiffusionConfig:
 
 
 class Schedule:
-    """DiffRec's linear-var schedule: ``1 - abar_t`` linear in [scale*min, scale*max], t = 1..T."""
+    """The world model's view of its noise schedule: float32 tables indexed by ``t - 1`` for step t = 1..T.
+
+    The schedule is `recgym.nn.diffusion.NoiseSchedule` of kind ``linear-var`` (``1 - abar_t`` linear in
+    ``[scale*lo, scale*hi]``) with beta_1 floored at 1e-5.
+    """
 
     def __init__(self, steps: int, scale: float, lo: float, hi: float, device: torch.device) -> None:
-        one_minus = torch.linspace(scale * lo, scale * hi, steps, dtype=torch.float64)
-        abar = 1.0 - one_minus
-        abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
-        betas = 1.0 - abar / abar_prev
-        betas[0] = max(float(betas[0]), 1e-5)
-        alphas = 1.0 - betas
-        abar = torch.cumprod(alphas, 0)
-        abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
-        post_var = betas * (1.0 - abar_prev) / (1.0 - abar)
+        sched = NoiseSchedule("linear-var", steps, scale * lo, scale * hi, min_first_beta=1e-5)  # on the CPU
         f = {"device": device, "dtype": torch.float32}
-        # index t-1 for step t (t = 1..T)
-        self.abar = abar.to(**f)
-        self.coef_x0 = (betas * abar_prev.sqrt() / (1.0 - abar)).to(**f)
-        self.coef_xt = ((1.0 - abar_prev) * alphas.sqrt() / (1.0 - abar)).to(**f)
-        self.post_std = post_var.clamp_min(0).sqrt().to(**f)
+        self.abar = sched.table("alphas_cumprod").to(**f)
+        self.coef_x0 = sched.table("posterior_mean_coef1").to(**f)
+        self.coef_xt = sched.table("posterior_mean_coef2").to(**f)
+        self.post_std = sched.table("posterior_variance").clamp_min(0).sqrt().to(**f)
         self.steps = steps
-
-
-def _time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    a = t.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(a), torch.sin(a)], -1)
-    return emb if dim % 2 == 0 else torch.cat([emb, torch.zeros_like(emb[:, :1])], -1)
 
 
 class ConditionalDenoiser(nn.Module):
@@ -127,10 +115,7 @@ class ConditionalDenoiser(nn.Module):
         nn.init.normal_(self.user_emb.weight, std=0.1)
         self.item_bias = nn.Parameter(torch.zeros(n_items))
         self.time_proj = nn.Linear(time_dim, embed_dim)
-        self.mlp = nn.Sequential(
-            nn.Linear(5 * embed_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
-            nn.Linear(hidden, embed_dim),
-        )
+        self.mlp = mlp(5 * embed_dim, (hidden, hidden), embed_dim, nn.Tanh)
         self.w_ctx = nn.Parameter(torch.ones(()))
         self.b_mask = nn.Parameter(torch.zeros(()))
         self.skip = nn.Parameter(torch.zeros(steps + 1))
@@ -141,7 +126,7 @@ class ConditionalDenoiser(nn.Module):
         n = ctx_mask.sum(1, keepdim=True).clamp_min(1.0)
         z = torch.cat([
             x_t @ v / math.sqrt(self.n_items), ctx @ v / n, ctx_mask @ v / n, self.user_emb(users),
-            self.time_proj(_time_embedding(t, self.time_dim)),
+            self.time_proj(timestep_embedding(t, self.time_dim)),
         ], -1)
         h = self.mlp(z)
         return (h @ v.T + self.item_bias + self.w_ctx * ctx + self.b_mask * ctx_mask

@@ -11,19 +11,19 @@ import torch
 
 import recgym  # noqa: F401  (registers the env ids)
 from recgym.agents import make_agent, registered_agents
-from recgym.agents.dac4rec import PRESETS, DAC4RecAgent, DAC4RecConfig, items_for_actions
+from recgym.agents.dac4rec import VARIANTS, DAC4RecAgent, DAC4RecConfig, items_for_actions
 from recgym.agents.diffusion_policy import DiffusionActor, EnergyModel, VPSchedule, cep_loss
 
 torch.set_num_threads(1)
 
-FAST = {"batch_size": 32, "hidden": (32, 32), "tracker_hidden": 16, "emb_dim": 8, "n_diffusion_steps": 4,
+FAST = {"batch_size": 32, "hidden": (32, 32), "tracker": {"hidden": 16, "emb_dim": 8}, "n_diffusion_steps": 4,
         "energy_batch": 8, "energy_m": 4, "eval_episodes": 8, "progress": False}
 
 
 @pytest.fixture(scope="module")
 def env():
     return gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=8, vectorization_mode="vector_entry_point",
-                        preset="easyrl4rec", dataset_kwargs={"n_users": 60, "n_items": 60})
+                        protocol="easyrl4rec", dataset_kwargs={"n_users": 60, "n_items": 60})
 
 
 def test_vp_schedule_matches_the_paper_formula():
@@ -111,13 +111,13 @@ def test_cep_loss_checks_shapes():
 
 def test_registered_names_build_learn_and_act(env):
     names = set(registered_agents())
-    assert set(PRESETS) <= names
+    assert set(VARIANTS) <= names
     for name in ["dac4rec", "dac4rec_noguide", "dac4rec_a", "sac_diffusion", "sac_diffusion_energy", "td3_diffusion",
                  "offline_sac", "offline_td3", "dac4rec_awr", "td3_diffusion_energy"]:
         agent = make_agent(name, env, seed=0, energy_steps=2, **FAST)
         agent.learn(env, 2)
         assert agent.grad_steps == 2
-        assert agent.energy_grad_steps == (2 if PRESETS[name]["guidance_scale"] > 0 else 0)
+        assert agent.energy_grad_steps == (2 if VARIANTS[name]["guidance_scale"] > 0 else 0)
         res = agent.history[-1]
         assert 0 < res["Length"] <= 30 and np.isfinite(res["R_cumu"]), name
 
@@ -148,7 +148,7 @@ def test_act_shapes_devices_mask_and_wrapper_equivalence(env):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_acts_on_cuda():
     cuda_env = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=4, vectorization_mode="vector_entry_point",
-                            preset="easyrl4rec", device="cuda", dataset_kwargs={"n_users": 40, "n_items": 60})
+                            protocol="easyrl4rec", device="cuda", dataset_kwargs={"n_users": 40, "n_items": 60})
     agent = make_agent("dac4rec", cuda_env, seed=0, energy_steps=1, **FAST)
     agent.learn(cuda_env, 1)
     obs, info = cuda_env.reset(seed=0)
@@ -205,7 +205,7 @@ def test_train_svd_embeddings_use_only_the_logs(env):
 def test_roler_preset_masks_repeats():
     """ROLeR protocol (NX_0): the agent only picks allowed items, so no episode repeats an item."""
     roler = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=8, vectorization_mode="vector_entry_point",
-                         preset="roler", dataset_kwargs={"n_users": 60, "n_items": 60})
+                         protocol="roler", dataset_kwargs={"n_users": 60, "n_items": 60})
     agent = make_agent("dac4rec", roler, seed=0, energy_steps=1, **FAST)
     agent.learn(roler, 2)  # evaluation would raise on a masked (repeated) item
     assert roler.unwrapped.mode == "NX_0" and agent.history[-1]["Length"] == pytest.approx(30.0)

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import recgym  # noqa: F401
-from recgym.agents import make_agent, registered_agents
+from recgym.agents import AgentConfig, agent_spec, make_agent, registered_agents
+from recgym.agents.a2c import A2CAgent, A2CConfig
 from recgym.agents.logged import build_logged_transitions
 from recgym.agents.trackers import TrackerConfig, make_tracker
 
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def small_env(num_envs: int = 8, **kw):
-    return gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=num_envs, preset="roler",
+    return gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=num_envs, protocol="roler",
                         dataset_kwargs=SMALL, **kw)
 
 
@@ -75,31 +76,68 @@ def test_make_act_mask_and_save_load(name, env, tmp_path):
     assert torch.equal(other.act(obs, info), expected)
 
 
-def test_preset_training_env_and_fixed_fields(env):
+def test_world_model_methods_are_a2c_plus_a_training_env(env):
+    from recgym.envs.derive import TrainEnvSpec
+
+    for name in ("r3s", "dorl", "mopo", "mbpo", "roler"):
+        spec = agent_spec(name)
+        assert spec.train_env == TrainEnvSpec("InteractiveRec", {"reward_preset": name})
+        assert spec.config_cls is A2CConfig and spec.budget_unit == "env_steps"
+    assert agent_spec("gt").train_env == TrainEnvSpec("GroundTruthRec") and agent_spec("a2c").train_env is None
     agent = make_agent("dorl", env, **FAST)
-    assert (agent.cfg.train_env, agent.cfg.env_preset) == ("interactive", "dorl")
-    assert make_agent("gt", env, **FAST).cfg.train_env == "gt"
-    with pytest.raises(ValueError, match="env_preset is fixed by the preset"):
+    assert isinstance(agent, A2CAgent) and agent.train_env == agent_spec("dorl").train_env
+    # the training env is the registration's business, not a config field
+    with pytest.raises(ValueError, match=r"unknown config field\(s\) \['env_preset'\]"):
         make_agent("r3s", env, env_preset="mbpo")
 
 
 def test_a2c_presets_default_to_ranking_settings_and_accept_overrides(env):
     for name in ("gt", "r3s", "dorl", "mopo", "mbpo", "roler"):
         cfg = make_agent(name, env, **FAST).cfg
-        assert (cfg.user_dim, cfg.head, cfg.ent_coef) == (32, "tied", 1.0), name
+        assert (cfg.tracker.user_dim, cfg.head, cfg.ent_coef) == (32, "tied", 1.0), name
+        assert cfg.tracker.profile and cfg.tracker.kind == "avg", name
     plain = make_agent("a2c", env, **FAST).cfg
-    assert (plain.user_dim, plain.head, plain.ent_coef) == (0, "mlp", 0.01)  # DORL's settings
+    assert (plain.tracker.user_dim, plain.head, plain.ent_coef) == (0, "mlp", 0.01)  # DORL's settings
     assert make_agent("r3s", env, ent_coef=0.05, **FAST).cfg.ent_coef == 0.05
+    # a nested override keeps the variant's other nested defaults
+    cfg = make_agent("r3s", env, tracker={"kind": "gru"}, **FAST).cfg
+    assert (cfg.tracker.kind, cfg.tracker.user_dim, cfg.tracker.profile) == ("gru", 32, True)
 
 
-def test_env_kwargs_reach_the_interactive_training_env(env):
-    agent = make_agent("mopo", env, num_envs=4, n_steps=2, eval_every=0, env_kwargs={"lambda_u": 0.7}, **FAST)
-    train, _ = agent._envs(env, None)
-    assert train.shaping["lambda_u"] == 0.7 and train.shaping["preset"] == "mopo"
-    with pytest.raises(ValueError, match="env_kwargs applies to train_env='interactive' only"):
-        make_agent("gt", env, env_kwargs={"lambda_u": 0.7})
-    with pytest.raises(ValueError, match="env_kwargs must be a dict"):
-        make_agent("r3s", env, env_kwargs="lambda_u=1")
+def test_train_env_kwargs_reach_the_interactive_training_env(env):
+    agent = make_agent("mopo", env, num_envs=4, n_steps=2, eval_every=0, train_env_kwargs={"lambda_u": 0.7}, **FAST)
+    train, evaluation = agent._envs(env, None)
+    assert train.shaping.lambda_u == 0.7 and train.shaping.reward_preset == "mopo" and train.num_envs == 4
+    assert evaluation is env
+    with pytest.raises(ValueError, match="train_env_kwargs applies to the agents that train in InteractiveRec"):
+        make_agent("gt", env, train_env_kwargs={"lambda_u": 0.7})
+    with pytest.raises(ValueError, match=r"train_env_kwargs cannot change \['reward_preset'\]"):
+        make_agent("mopo", env, train_env_kwargs={"reward_preset": "dorl"})
+    with pytest.raises(TypeError, match=r"train_env_kwargs='lambda_u=1' is not a dict"):
+        make_agent("r3s", env, train_env_kwargs="lambda_u=1")
+
+
+def test_learn_envs_follow_the_train_env_eval_env_contract(env):
+    """env = training env, eval_env = evaluation env; a method given its evaluation env alone derives the other."""
+    from recgym.envs.derive import matching_env
+
+    ev = small_env(4)
+    gt = make_agent("gt", env, num_envs=4, **FAST)
+    train, evaluation = gt._envs(env, None)  # one env: it is the evaluation env, the training env is derived
+    assert evaluation is env and train is not env and train.num_envs == 4
+    assert gt._envs(env, ev) == (env, ev)  # a GroundTruthRec env and an eval env: trained in as given
+    train, evaluation = gt._envs(env, env)  # the same env twice is one env: never train in the evaluation env
+    assert evaluation is env and train is not env
+    r3s = make_agent("r3s", env, num_envs=4, **FAST)
+    train, evaluation = r3s._envs(env, ev)  # another family than InteractiveRec: derived from env
+    assert train.spec.id == "InteractiveRec-Synthetic-v0" and evaluation is ev
+    inter = matching_env(env, "InteractiveRec", num_envs=2, reward_preset="r3s")
+    assert r3s._envs(inter, ev) == (inter, ev)
+    with pytest.raises(ValueError, match=r"made with \{'reward_preset': 'mbpo'\}.*trains with \{'reward_preset': 'r3s'\}"):
+        r3s._envs(matching_env(env, "InteractiveRec", num_envs=2, reward_preset="mbpo"), ev)
+    plain = make_agent("a2c", env, eval_episodes=3, progress=False)
+    train, evaluation = plain._envs(env, None)  # plain A2C: trains in env, evaluates in a GroundTruthRec match
+    assert train is env and evaluation.spec.id == "GroundTruthRec-Synthetic-v0" and evaluation.num_envs == 3
 
 
 def test_discrete_agent_on_box_action_space_fails_naming_the_space():
@@ -114,12 +152,63 @@ def test_discrete_agent_on_box_action_space_fails_naming_the_space():
 def test_bad_config_field_names_field_and_valid_values(env):
     with pytest.raises(ValueError, match=r"unknown config field\(s\) \['lrr'\].*valid fields:.*'lr'"):
         make_agent("a2c", env, lrr=0.1)
-    with pytest.raises(ValueError, match=r"tracker='lstm'; valid values: \['avg', 'gru', 'sasrec'\]"):
-        make_agent("cql", env, tracker="lstm")
+    with pytest.raises(TypeError, match=r"a2c: lr='abc' is not a float"):
+        make_agent("a2c", env, lr="abc")
+    with pytest.raises(TypeError, match=r"a2c: num_envs=2.5 is not an int"):
+        make_agent("a2c", env, num_envs=2.5)
+    with pytest.raises(TypeError, match=r"a2c: hidden\[1\]='x' is not an int"):
+        make_agent("a2c", env, hidden=[64, "x"])
+    with pytest.raises(TypeError, match=r"cql: tracker takes a dict of TrackerConfig fields, got 'gru'"):
+        make_agent("cql", env, tracker="gru")
+    with pytest.raises(ValueError, match=r"unknown tracker config field\(s\) \['tracker.size'\]; valid fields:.*"
+                                         r"'tracker.emb_dim'"):
+        make_agent("cql", env, tracker={"size": 8})
+    with pytest.raises(ValueError, match=r"tracker kind='lstm'; valid values: \['avg', 'gru', 'sasrec'\]"):
+        make_agent("cql", env, tracker={"kind": "lstm"})
     with pytest.raises(ValueError, match=r"world_model='xgb'; valid values"):
         make_agent("ucb", env, world_model="xgb")
+    with pytest.raises(ValueError, match=r"unknown config field\(s\) \['epsilon'\]"):
+        make_agent("ucb", env, epsilon=0.1)  # one config per algorithm: epsilon is epsilon_greedy's
+    with pytest.raises(ValueError, match=r"unknown config field\(s\) \['crr_beta'\]"):
+        make_agent("cql", env, crr_beta=1.0)
     with pytest.raises(ValueError, match="unknown agent 'nope'"):
         make_agent("nope", env)
+
+
+def test_configs_are_typed_and_lossless_values_are_widened():
+    from recgym.agents.trackers import TrackerConfig
+
+    cfg = agent_spec("a2c").default_config(lr=1, hidden=[32, 16], num_envs=8.0, tracker={"kind": "gru"})
+    assert (cfg.lr, cfg.hidden, cfg.num_envs) == (1.0, (32, 16), 8)
+    assert isinstance(cfg.lr, float) and isinstance(cfg.num_envs, int)
+    assert cfg.tracker == TrackerConfig(kind="gru", profile=True)  # a2c's default tracker, kind overridden
+    assert agent_spec("sqn").default_config().tracker.kind == "gru"
+    assert agent_spec("dac4rec_a").default_config(actor_every=3).action_approx is False
+    units = {n: agent_spec(n).budget_unit for n in ("a2c", "r3s", "ucb", "popularity", "sb3_ppo", "bcq", "cql",
+                                                     "crr", "sqn", "exp_rsft", "dac4rec", "offline_td3")}
+    assert units == {**dict.fromkeys(("a2c", "r3s", "ucb", "popularity", "sb3_ppo"), "env_steps"),
+                     **dict.fromkeys(("bcq", "cql", "crr", "sqn", "exp_rsft", "dac4rec", "offline_td3"),
+                                     "gradient_steps")}
+    for name in REC_AGENTS:  # every rec agent has the fields the runner sets
+        assert isinstance(agent_spec(name).default_config(seed=3, eval_every=5, eval_episodes=7, progress=False),
+                          AgentConfig), name
+
+
+def test_register_agent_checks_the_config_class_and_its_defaults():
+    from dataclasses import dataclass
+
+    from recgym.agents.base import register_agent
+
+    with pytest.raises(TypeError, match="config_cls must be a dataclass type"):
+        register_agent("bad_cfg", dict, lambda env, config: None)
+
+    @dataclass
+    class Cfg(AgentConfig):
+        width: int = 4
+
+    with pytest.raises(TypeError, match="bad_defaults: width='wide' is not an int"):
+        register_agent("bad_defaults", Cfg, lambda env, config: None, defaults={"width": "wide"})
+    assert "bad_defaults" not in registered_agents()
 
 
 def test_a2c_deterministic_under_seed():
@@ -256,7 +345,7 @@ def test_a2c_preset_learns_on_synthetic_short(name, budget_var, budget, min_opt_
     from recgym.data.synthetic import optimal_return, random_return
 
     torch.set_num_threads(1)
-    e = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=100, preset="roler")
+    e = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=100, protocol="roler")
     gt = e.unwrapped.dataset.ground_truth
     opt, rnd = optimal_return(gt, 30).mean, random_return(gt, 30).mean
     agent = make_agent(name, e, seed=0, eval_every=0, eval_episodes=300, progress=False)
@@ -282,7 +371,7 @@ def test_a2c_gt_and_r3s_full_synthetic_check():
 
     torch.set_num_threads(1)
     budget = int(os.environ.get("RECGYM_SLOW_A2C_BUDGET", 600_000))
-    e = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=100, preset="roler")
+    e = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=100, protocol="roler")
     opt = optimal_return(e.unwrapped.dataset.ground_truth, 30).mean
     res = {}
     for name in ("gt", "r3s", "random", "popularity"):
@@ -297,13 +386,13 @@ def test_a2c_gt_and_r3s_full_synthetic_check():
 
 
 def test_interactive_preset_trains_in_world_model_env_and_evaluates_in_ground_truth(env):
-    from recgym.agents.common import make_matching_env
+    from recgym.envs.derive import matching_env
 
-    inter = make_matching_env(env, "InteractiveRec", num_envs=4, preset="roler")
+    inter = matching_env(env, "InteractiveRec", num_envs=4, reward_preset="roler")
     assert inter.spec.id == "InteractiveRec-Synthetic-v0"
-    assert inter.spec.kwargs["protocol"] == "roler" and inter.spec.kwargs["preset"] == "roler"
-    back = make_matching_env(inter, "GroundTruthRec", num_envs=2)
-    assert back.spec.id == "GroundTruthRec-Synthetic-v0" and back.spec.kwargs["preset"] == "roler"
+    assert inter.spec.kwargs["protocol"] == "roler" and inter.spec.kwargs["reward_preset"] == "roler"
+    back = matching_env(inter, "GroundTruthRec", num_envs=2)
+    assert back.spec.id == "GroundTruthRec-Synthetic-v0" and back.spec.kwargs["protocol"] == "roler"
     agent = make_agent("roler", env, num_envs=4, eval_every=0, **FAST)
     agent.learn(env, 4 * 30)
     assert agent.env_steps == 120 and len(agent.history) == 1

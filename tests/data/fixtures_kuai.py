@@ -227,3 +227,33 @@ def write_kuairec_fixture(
     return KuaiRecFixture(
         root, small_users, small_videos, big_only, wr, n_big, int(np.isin(big_v, small_videos).sum()), tags
     )
+
+
+def write_kuairand_gt_csv(
+    root: Path, values: np.ndarray, *, drop: int = 0, repeat: int = 0, shuffle: bool = True, seed: int = 0
+) -> tuple[Path, np.ndarray]:
+    """Write DORL's ``kuairand_pure/MF_results_GT/kuairand_is_click.csv`` (header ``user_id,item_id,value``,
+    one row per pair, values as pandas writes float64) for the dense ``values``.
+
+    ``drop`` random pairs are left out and ``repeat`` random pairs are written a second time (with the same
+    value); rows are shuffled unless ``shuffle`` is False. Returns the path and the matrix DORL's reading
+    gives (missing pairs 0, repeated pairs summed).
+    """
+    rng = np.random.default_rng(seed)
+    nu, ni = values.shape
+    users, items = np.divmod(np.arange(nu * ni), ni)
+    keep = np.ones(nu * ni, dtype=bool)
+    keep[rng.choice(nu * ni, size=drop, replace=False)] = False
+    extra = rng.choice(np.flatnonzero(keep), size=repeat, replace=False)
+    rows = np.r_[np.flatnonzero(keep), extra]
+    if shuffle:
+        rows = rng.permutation(rows)
+    expected = np.zeros(nu * ni)
+    np.add.at(expected, rows, values.reshape(-1)[rows])
+    out = root / "kuairand_pure" / "MF_results_GT"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "kuairand_is_click.csv"
+    pd.DataFrame({"user_id": users[rows], "item_id": items[rows], "value": values.reshape(-1)[rows]}).to_csv(
+        path, index=False, lineterminator="\n"
+    )
+    return path, expected.reshape(nu, ni)

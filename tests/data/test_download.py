@@ -259,7 +259,8 @@ def test_shared_coat_folder_passes_content_checks() -> None:
 def test_tar_gz_layout_kuairand(server: _Server, data: Path) -> None:
     import tarfile
 
-    from recgym.data.download import _KUAIRAND_LOG_HEADER, MemberCheck
+    from recgym.data.catalog import _KUAIRAND_LOG_HEADER
+    from recgym.data.download import MemberCheck
 
     rows = "\n".join(f"{u},{u % 7},20220422,1200,1650600000000,{u % 2},0,0,0,0,0,1,5000,10000,0,0,0,1,1"
                      for u in range(50))
@@ -283,3 +284,79 @@ def test_tar_gz_layout_kuairand(server: _Server, data: Path) -> None:
     assert out == data / "kuairand_pure"
     assert sorted(p.name for p in out.iterdir()) == ["log_random_4_22_to_5_08_pure.csv",
                                                     "log_standard_4_08_to_4_21_pure.csv"]
+
+
+def _yahoo_logs(data: Path) -> Path:
+    folder = data / "yahoo_r3"
+    folder.mkdir(parents=True)
+    for name in ("ydata-ymusic-rating-study-v1_0-train.txt", "ydata-ymusic-rating-study-v1_0-test.txt"):
+        (folder / name).write_text("1\t1\t5\n")
+    return folder
+
+
+def _yahoo_source(base: str, path: str):
+    from recgym.data.download import YAHOO_PSEUDO_GT, MemberCheck
+
+    # the real checks want 1,000 numbers per line and >= 5,400 lines; the fixture is 8 x 20
+    checks = (MemberCheck("yahoo_pseudoGT_ratingM.ascii", n_fields=20, min_lines=6),)
+    return {"yahoo": dataclasses.replace(YAHOO_PSEUDO_GT, url=f"{base}{path}", checks=checks)}
+
+
+def test_yahoo_pseudo_gt_needs_the_licensed_logs_first(server: _Server, data: Path) -> None:
+    with pytest.raises(LicenceRequiredError) as err:
+        download("yahoo", data_dir=data, accept_licence=True, sources=_yahoo_source(server.base, "/x.zip"))
+    msg = str(err.value)
+    assert "ydata-ymusic-rating-study-v1_0-train.txt" in msg and "yahoo_pseudoGT_ratingM.ascii" in msg
+    assert server.requests == []  # nothing fetched before the licensed files are there
+    with pytest.raises(LicenceRequiredError, match="--accept-licence"):
+        download("yahoo", data_dir=data)
+
+
+def test_yahoo_pseudo_gt_taken_from_rl4rec_archive(server: _Server, data: Path) -> None:
+    folder = _yahoo_logs(data)
+    rng = np.random.default_rng(3)
+    gt = _matrix(rng, 8, 20, 1.0)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("data/yahoo_pseudoGT_ratingM.ascii", gt)
+        zf.writestr("data/ydata-ymusic-rating-study-v1_0-train.txt", b"not the webscope file")
+        zf.writestr("__MACOSX/data/._yahoo_pseudoGT_ratingM.ascii", b"junk")
+    server.files["/rl4rec.zip"] = buf.getvalue()
+    out = download("yahoo", data_dir=data, accept_licence=True, progress=False,
+                   sources=_yahoo_source(server.base, "/rl4rec.zip"))
+    assert out == folder
+    assert (folder / "yahoo_pseudoGT_ratingM.ascii").read_bytes() == gt
+    assert (folder / "ydata-ymusic-rating-study-v1_0-train.txt").read_text() == "1\t1\t5\n"  # untouched
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "yahoo_pseudoGT_ratingM.ascii", "ydata-ymusic-rating-study-v1_0-test.txt",
+        "ydata-ymusic-rating-study-v1_0-train.txt"]
+    n = len(server.requests)
+    download("yahoo", data_dir=data, accept_licence=True, sources=_yahoo_source(server.base, "/rl4rec.zip"))
+    assert len(server.requests) == n  # already there and valid: not fetched again
+
+
+def test_yahoo_pseudo_gt_bad_content_writes_nothing(server: _Server, data: Path) -> None:
+    folder = _yahoo_logs(data)
+    server.files["/gt.ascii"] = _matrix(np.random.default_rng(4), 8, 19, 1.0)  # served directly, 19 columns
+    with pytest.raises(DownloadError, match=r"yahoo_pseudoGT_ratingM\.ascii line 1 has 19 fields, expected 20"):
+        download("yahoo", data_dir=data, accept_licence=True, progress=False,
+                 sources=_yahoo_source(server.base, "/gt.ascii"))
+    assert not (folder / "yahoo_pseudoGT_ratingM.ascii").exists()
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "ydata-ymusic-rating-study-v1_0-test.txt", "ydata-ymusic-rating-study-v1_0-train.txt"]
+    server.files["/gt.ascii"] = _matrix(np.random.default_rng(4), 5, 20, 1.0)  # too few rows
+    with pytest.raises(DownloadError, match=r"has 5 non-empty lines, expected at least 6"):
+        download("yahoo", data_dir=data, accept_licence=True, progress=False,
+                 sources=_yahoo_source(server.base, "/gt.ascii"))
+    server.files["/gt.ascii"] = _matrix(np.random.default_rng(4), 8, 20, 1.0)
+    download("yahoo", data_dir=data, accept_licence=True, progress=False, sources=_yahoo_source(server.base, "/gt.ascii"))
+    assert (folder / "yahoo_pseudoGT_ratingM.ascii").read_bytes() == server.files["/gt.ascii"]
+
+
+def test_yahoo_pseudo_gt_source_is_rl4rec_link() -> None:
+    from recgym.data.download import YAHOO_PSEUDO_GT
+
+    # the link in RL4Rec's README (https://github.com/BetsyHJ/RL4Rec), as a direct download
+    assert YAHOO_PSEUDO_GT.url == "https://surfdrive.surf.nl/files/index.php/s/U8bh3zzzaDdlR5u/download"
+    (check,) = YAHOO_PSEUDO_GT.checks
+    assert (check.path, check.n_fields, check.min_lines) == ("yahoo_pseudoGT_ratingM.ascii", 1000, 5400)

@@ -159,11 +159,12 @@ def test_kuairec_loads_fixture(kuairec: KuaiRecFixture) -> None:
     observed = ~np.isnan(wr)
     np.testing.assert_allclose(ds.ground_truth[observed], np.minimum(wr[observed], 5.0), rtol=1e-6)
     assert ds.ground_truth.max() <= 5.0 and (wr[observed] > 5).any()
-    # missing cells -> the video's mean over users who have it
-    clipped = np.where(observed, np.minimum(wr, 5.0), np.nan)
-    for a, b in zip(*np.nonzero(~observed), strict=True):
-        assert ds.ground_truth[a, b] == pytest.approx(np.nanmean(clipped[:, b]), rel=1e-5)
+    # missing cells -> 0, as DORL's KuaiEnv.py (a sparse matrix made dense)
+    assert (ds.ground_truth[~observed] == 0).all()
     assert ds.meta["gt_missing_cells"] == int((~observed).sum()) == 4
+    gt_meta = ds.meta["ground_truth"]
+    assert gt_meta["comparable_to_published"] is True and gt_meta["missing_cells"] == 4
+    assert f"{ds.meta['n_big_rows_dropped']} rows on other videos dropped" in gt_meta["note"]
     assert len(ds.test) == int(observed.sum())
     # train: big-matrix rows on small-matrix videos only
     assert len(ds.train) == kuairec.big_rows_on_small_videos
@@ -205,14 +206,41 @@ def test_kuairec_malformed(kuairec: KuaiRecFixture) -> None:
         load_kuairec(kuairec.root, use_cache=False)
 
 
-def test_kuairec_duplicate_small_pairs_are_averaged(kuairec: KuaiRecFixture) -> None:
+def test_kuairec_duplicate_small_pairs_are_summed(kuairec: KuaiRecFixture) -> None:
     small = kuairec.root / "kuairec" / "small_matrix.csv"
     lines = small.read_text().splitlines()
     first = lines[1].split(",")
-    dup = first[:-1] + ["0.5"]
+    dup = first[:-1] + ["7.5"]  # clipped to 5 first, then summed (DORL clips the rows, then builds the matrix)
     small.write_text("\n".join(lines + [",".join(dup)]) + "\n")
-    with pytest.warns(UserWarning, match="more than once; averaging"):
+    with pytest.warns(UserWarning, match="more than once; summing them"):
         ds = load_kuairec(kuairec.root, use_cache=False)
-    assert ds.meta["gt_duplicate_pairs"] == 1
-    expected = (min(float(first[-1]), 5.0) + 0.5) / 2
+    assert ds.meta["gt_duplicate_pairs"] == ds.meta["ground_truth"]["duplicate_pairs"] == 1
+    expected = min(float(first[-1]), 5.0) + 5.0
     assert ds.ground_truth[0, 0] == pytest.approx(expected, rel=1e-6)
+    assert len(ds.test) == len(lines)  # both rows stay in the test log
+
+
+def test_kuairec_majority_from_dorl_feature_domination(kuairec: KuaiRecFixture) -> None:
+    import json
+
+    from recgym.data.kuairec import dorl_majority
+
+    ds = load_kuairec(kuairec.root, use_cache=False)
+    assert "majority_categories" not in ds.meta
+    ids = ds.meta["dorl_feature_ids"]  # tag + 1, one per category column
+    ref = kuairec.root / "kuairec" / "reference_dorl"
+    ref.mkdir()
+    # DORL's format (shares need not sum to 1: its evaluator normalises them); normalised 0.5, 0.25, 0.125,
+    # 0.0625, 0.0625: cumulative 0.5, 0.75 <= 0.8 < 0.875, so the first two features; 99 has no column here
+    shares = [[ids[3], 0.08], [99, 0.04], [ids[0], 0.02], [ids[1], 0.01], [ids[2], 0.01]]
+    (ref / "feature_domination.json").write_text(json.dumps({"feat": shares}))
+    ds = load_kuairec(kuairec.root, use_cache=False)
+    assert ds.meta["majority_categories"] == {"feat": [3]}
+    assert "1 without a category column" in ds.meta["majority_source"]
+    real = require_data("kuairec/reference_dorl/feature_domination.json") / "kuairec"
+    out = dorl_majority(real / "reference_dorl" / "feature_domination.json", list(range(1, 32)))
+    # the real file: features 29, 9, 12, 7, 10, 27, 8, 6, 18, 2 reach a cumulative 0.766 (the next: 0.801)
+    assert out["majority_categories"]["feat"] == [28, 8, 11, 6, 9, 26, 7, 5, 17, 1]
+    (ref / "feature_domination.json").write_text('{"feat": "x"}')
+    with pytest.raises(ValueError, match=r"feature_domination\.json, field 'feat': expected"):
+        load_kuairec(kuairec.root, use_cache=False)

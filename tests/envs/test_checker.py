@@ -13,11 +13,11 @@ from tests.envs.helpers import toy_dataset
 @pytest.mark.parametrize(
     "kw",
     [
-        {"preset": "roler"},
-        {"preset": "custom", "num_leave_compute": 2, "leave_threshold": 1.5, "max_turn": 4, "mode": "NX_0"},
-        {"preset": "custom", "quit_rule": "category", "num_leave_compute": 2, "leave_threshold": 0,
+        {"protocol": "roler"},
+        {"protocol": "custom", "num_leave_compute": 2, "leave_threshold": 1.5, "max_turn": 4, "mode": "NX_0"},
+        {"protocol": "custom", "quit_rule": "category", "num_leave_compute": 2, "leave_threshold": 0,
          "max_turn": 4, "mode": "FB"},
-        {"preset": "easyrl4rec", "mode": "NX_10"},
+        {"protocol": "easyrl4rec", "mode": "NX_10"},
     ],
 )
 def test_check_vector_env_passes_on_synthetic(synthetic, kw):
@@ -30,7 +30,7 @@ def test_check_vector_env_passes_on_synthetic(synthetic, kw):
 
 def test_check_vector_env_exercises_episode_ends():
     # distance rule that often fires on the toy data: the SAME_STEP / DISABLED branches really run
-    env = GroundTruthRecEnv(toy_dataset(), num_envs=3, preset="custom", num_leave_compute=2,
+    env = GroundTruthRecEnv(toy_dataset(), num_envs=3, protocol="custom", num_leave_compute=2,
                             leave_threshold=1.5, max_turn=4, mode="NX_0")
     check_vector_env(env, n_steps=12)
 
@@ -69,6 +69,6 @@ class _BadDtype(GroundTruthRecEnv):
     ],
 )
 def test_check_vector_env_catches_broken_envs(synthetic, cls, match):
-    env = cls(synthetic, num_envs=4, preset="roler")
+    env = cls(synthetic, num_envs=4, protocol="roler")
     with pytest.raises(AssertionError, match=match):
         check_vector_env(env, n_steps=5)

@@ -18,7 +18,7 @@ from tests.envs.helpers import toy_dataset
 
 
 def _env(n=4, **kw):
-    kw.setdefault("preset", "custom")
+    kw.setdefault("protocol", "custom")
     kw.setdefault("num_leave_compute", 1)
     kw.setdefault("leave_threshold", 0.0)
     kw.setdefault("max_turn", 3)

@@ -9,7 +9,7 @@ import torch
 
 import recgym  # noqa: F401  (registers the ids)
 from recgym.envs.denoise import DiffusionDenoiseEnv, guidance_basis, similar_user_signal
-from recgym.worldmodels.diffrec import CheckpointMismatchError, DiffRecConfig, make_splits, train_diffrec
+from recgym.recommenders import CheckpointMismatchError, DiffRecConfig, make_splits, train_diffrec
 
 torch.set_num_threads(1)
 

@@ -12,7 +12,7 @@ from tests.envs.helpers import toy_dataset
 
 def test_hand_computed_metrics_fb():
     # user 0 only, FB, 5 turns, nobody quits; policy: always item 3 (GT[0,3] = 4, category c)
-    env = GroundTruthRecEnv(toy_dataset(), num_envs=2, users=[0], preset="custom", mode="FB", max_turn=5)
+    env = GroundTruthRecEnv(toy_dataset(), num_envs=2, users=[0], protocol="custom", mode="FB", max_turn=5)
     res = evaluate(lambda obs, info: torch.full((2,), 3), env, n_episodes=3)
     assert res["R_cumu"] == pytest.approx(20.0) and res["R_cumu_std"] == pytest.approx(0.0)
     assert res["Length"] == 5.0 and res["R_avg"] == pytest.approx(4.0)
@@ -26,7 +26,7 @@ def test_hand_computed_metrics_fb():
 
 def test_scripted_nx_episode_with_quit():
     # N=2, M=1.5: 0 -> 2 -> 3 quits at the third step (d23 = 1.41); rewards 1 + 3 + 4
-    env = GroundTruthRecEnv(toy_dataset(), num_envs=1, users=[0], preset="custom", num_leave_compute=2,
+    env = GroundTruthRecEnv(toy_dataset(), num_envs=1, users=[0], protocol="custom", num_leave_compute=2,
                             leave_threshold=1.5)
     seq = torch.tensor([0, 2, 3])
     res = evaluate(lambda obs, info: seq[obs["step"].clamp_max(2)], env, n_episodes=4)
@@ -35,7 +35,7 @@ def test_scripted_nx_episode_with_quit():
 
 
 def test_slots_are_fixed_in_advance_and_seeded(synthetic):
-    env = GroundTruthRecEnv(synthetic, num_envs=7, preset="custom", num_leave_compute=1, leave_threshold=0.3,
+    env = GroundTruthRecEnv(synthetic, num_envs=7, protocol="custom", num_leave_compute=1, leave_threshold=0.3,
                             mode="FB", max_turn=6)
     g = torch.Generator().manual_seed(0)
 
@@ -58,7 +58,7 @@ def test_slots_are_fixed_in_advance_and_seeded(synthetic):
 
 def test_mode_override_is_restored_and_changes_length():
     env = GroundTruthRecEnv(toy_dataset(gt=toy_dataset().ground_truth.repeat(3, axis=1)), num_envs=2,
-                            preset="custom", num_leave_compute=2, leave_threshold=1.5)
+                            protocol="custom", num_leave_compute=2, leave_threshold=1.5)
 
     def first_allowed(obs, info):
         return info["action_mask"].float().argmax(1)

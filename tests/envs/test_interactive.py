@@ -72,7 +72,7 @@ def _env(**kw) -> InteractiveRecEnv:  # noqa: ANN003
     ds = _seq_dataset()
     mean = torch.tensor([[1.0, 2, 3, 4, 5], [0.5, 0.5, 0.5, 0.5, 0.5]])
     unc = torch.tensor([[0.0, 1, 2, 0, 0], [0, 0, 0, 0, 0]])
-    kw.setdefault("preset", "dorl")
+    kw.setdefault("reward_preset", "dorl")
     return InteractiveRecEnv(ds, num_envs=2, world_model=_FixedModel(mean, unc), users=[0, 0], **kw)
 
 
@@ -93,7 +93,7 @@ def test_dorl_shaped_reward_by_hand() -> None:
 
 
 def test_r3s_global_term_samples_positions_and_decays() -> None:
-    env = _env(preset="r3s", lambda_u=0.0, lambda_ent=0.0, lambda_int=1.0, entropy_window=(1,))
+    env = _env(reward_preset="r3s", lambda_u=0.0, lambda_ent=0.0, lambda_int=1.0, entropy_window=(1,))
     seen = set()
     for seed in range(12):
         env.reset(seed=seed)
@@ -120,30 +120,30 @@ def test_negative_weights_and_unknown_preset_are_errors() -> None:
         resolve_shaping("dorl", "coat", lambda_u=-1.0)
     with pytest.raises(ValueError, match="lambda_ent"):
         _env(lambda_ent=-0.1)
-    with pytest.raises(ValueError, match="unknown InteractiveRec preset"):
+    with pytest.raises(ValueError, match="unknown InteractiveRec reward_preset"):
         resolve_shaping("sac", "coat")
     with pytest.raises(ValueError, match="alpha"):
         resolve_shaping("r3s", "coat", alpha=2.0)
 
 
 def test_presets_record_their_values() -> None:
-    assert resolve_shaping("dorl", "kuairec")["lambda_u"] == 0.05
-    assert resolve_shaping("dorl", "kuairand")["lambda_ent"] == 0.05
-    assert resolve_shaping("mopo", "kuairec")["lambda_ent"] == 0.0
+    assert resolve_shaping("dorl", "kuairec").lambda_u == 0.05
+    assert resolve_shaping("dorl", "kuairand").lambda_ent == 0.05
+    assert resolve_shaping("mopo", "kuairec").lambda_ent == 0.0
     mb = resolve_shaping("mbpo", "coat")
-    assert mb["lambda_u"] == 0.0 and mb["lambda_ent"] == 0.0
+    assert mb.lambda_u == 0.0 and mb.lambda_ent == 0.0
     r3 = resolve_shaping("r3s", "coat")
-    assert (r3["world_model"], r3["alpha"], r3["beta"]) == ("diffusion", 0.5, 1.0)
-    assert resolve_shaping("roler", "coat")["world_model"] == "knn"
+    assert (r3.world_model, r3.alpha, r3.beta) == ("diffusion", 0.5, 1.0)
+    assert resolve_shaping("roler", "coat").world_model == "knn"
     # published per-dataset values: DORL paper (KuaiRec/KuaiRand), ROLeR code (Coat/Yahoo; MOPO apart)
-    assert (resolve_shaping("dorl", "coat")["lambda_u"], resolve_shaping("dorl", "coat")["lambda_ent"]) == (0.005, 1.0)
-    assert resolve_shaping("mopo", "coat")["lambda_u"] == 0.02
-    assert (resolve_shaping("dorl", "yahoo")["lambda_u"], resolve_shaping("mopo", "yahoo")["lambda_u"]) == (0.01, 0.01)
-    assert resolve_shaping("mopo", "kuairec")["lambda_u"] == 0.05
+    assert (resolve_shaping("dorl", "coat").lambda_u, resolve_shaping("dorl", "coat").lambda_ent) == (0.005, 1.0)
+    assert resolve_shaping("mopo", "coat").lambda_u == 0.02
+    assert (resolve_shaping("dorl", "yahoo").lambda_u, resolve_shaping("mopo", "yahoo").lambda_u) == (0.01, 0.01)
+    assert resolve_shaping("mopo", "kuairec").lambda_u == 0.05
     # no published value: Yahoo's, and the source says so; r3s and roler take the dataset's lambda_ent
     syn = resolve_shaping("r3s", "synthetic")
-    assert (syn["lambda_ent"], syn["lambda_int"]) == (1.0, 1.0) and "no published value" in syn["source"]
-    assert resolve_shaping("roler", "kuairec")["lambda_ent"] == 5.0
+    assert (syn.lambda_ent, syn.lambda_int) == (1.0, 1.0) and "no published value" in syn.source
+    assert resolve_shaping("roler", "kuairec").lambda_ent == 5.0
 
 
 SMALL = {"dataset_kwargs": {"n_users": 40, "n_items": 60, "seed": 0}, "progress": False,
@@ -156,10 +156,10 @@ def test_gym_make_check_env_and_spec() -> None:
     env = gym.make("InteractiveRec-Synthetic-v0", **SMALL)
     check_env(env.unwrapped, skip_render_check=True)
     kw = env.spec.kwargs
-    assert kw["preset"] == "r3s" and kw["world_model"] == "diffusion" and kw["protocol"] == "dorl"
+    assert kw["reward_preset"] == "r3s" and kw["world_model"] == "diffusion" and kw["protocol"] == "dorl"
     assert kw["alpha"] == 0.5 and kw["lambda_int"] == kw["lambda_ent"]
     _, info = env.reset(seed=0)
-    assert info["shaping"]["preset"] == "r3s"
+    assert info["shaping"]["reward_preset"] == "r3s"
     # second make loads the cached world model (same predictions)
     env2 = gym.make("InteractiveRec-Synthetic-v0", **SMALL)
     a = env.unwrapped.batched.world_model.predict()[0]
@@ -168,7 +168,7 @@ def test_gym_make_check_env_and_spec() -> None:
 
 
 def test_vector_env_batched_rewards_and_checker() -> None:
-    venv = gym.make_vec("InteractiveRec-Synthetic-v0", num_envs=3, preset="mbpo", **{
+    venv = gym.make_vec("InteractiveRec-Synthetic-v0", num_envs=3, reward_preset="mbpo", **{
         **SMALL, "world_model_config": {"epochs": 1, "n_members": 2, "dnn": (8,)}})
     obs, info = venv.reset(seed=1)
     mean, _ = venv.world_model.predict()
@@ -196,7 +196,7 @@ def test_coat_dorl_env_uses_features_and_real_quit_rule() -> None:
     from tests.conftest import require_data
 
     require_data("coat/train.ascii", "coat/test.ascii", "coat/rl4rec_BetsyHJ/coat_pseudoGT_ratingM.ascii")
-    venv = gym.make_vec("InteractiveRec-Coat-v0", num_envs=4, preset="dorl", progress=False,
+    venv = gym.make_vec("InteractiveRec-Coat-v0", num_envs=4, reward_preset="dorl", progress=False,
                         world_model_config={"epochs": 1, "n_members": 2, "dnn": (16,)})
     wm = venv.world_model
     assert tuple(wm.user_feats.shape) == (290, 14) and tuple(wm.item_feats.shape) == (300, 33)

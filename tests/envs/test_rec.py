@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from recgym.envs.rec import (
-    PRESETS,
+    PROTOCOLS,
     GroundTruthRecEnv,
     RecEnv,
     compact_matrix,
@@ -29,7 +29,7 @@ def _run(env: GroundTruthRecEnv, items: list[int]):
 
 
 def _env(quit_rule="distance", **kw) -> GroundTruthRecEnv:
-    kw.setdefault("preset", "custom")
+    kw.setdefault("protocol", "custom")
     kw.setdefault("users", [0])
     kw.setdefault("autoreset_mode", "DISABLED")
     return GroundTruthRecEnv(toy_dataset(quit_rule=quit_rule), num_envs=1, **kw)
@@ -109,7 +109,7 @@ def test_nx_mask_and_repeat_errors():
 
 def test_nx10_forces_ten_steps_without_quitting():
     ds = toy_dataset(gt=np.tile(TOY_GT, (1, 3)))  # 12 items so 10 distinct exist
-    env = GroundTruthRecEnv(ds, num_envs=1, preset="dorl", mode="NX_10", num_leave_compute=3,
+    env = GroundTruthRecEnv(ds, num_envs=1, protocol="dorl", mode="NX_10", num_leave_compute=3,
                             leave_threshold=1e9, autoreset_mode="DISABLED")
     assert env.protocol["max_turn"] == 10 and env.protocol["quitting"] is False
     env.reset(seed=0)
@@ -119,27 +119,27 @@ def test_nx10_forces_ten_steps_without_quitting():
 
 
 def test_presets_resolve_published_values():
-    assert resolve_protocol("dorl", "coat", "distance")["num_leave_compute"] == 3
+    assert resolve_protocol("dorl", "coat", "distance").num_leave_compute == 3
     p = resolve_protocol("dorl", "kuairand", "category")
-    assert (p["num_leave_compute"], p["leave_threshold"], p["mode"], p["max_turn"]) == (4, 0.0, "NX_0", 30)
-    assert resolve_protocol("dorl_code", "kuairec", "category")["num_leave_compute"] == 10
+    assert (p.num_leave_compute, p.leave_threshold, p.mode, p.max_turn) == (4, 0.0, "NX_0", 30)
+    assert resolve_protocol("dorl_code", "kuairec", "category").num_leave_compute == 10
     for ds in ("coat", "yahoo", "kuairand", "kuairec", "ml1m", "synthetic"):
         p = resolve_protocol("roler", ds, "distance")
-        assert (p["num_leave_compute"], p["leave_threshold"], p["mode"]) == (1, 0.0, "NX_0")
+        assert (p.num_leave_compute, p.leave_threshold, p.mode) == (1, 0.0, "NX_0")
     e = {d: resolve_protocol("easyrl4rec", d, "distance") for d in ("coat", "yahoo", "kuairec", "kuairand", "ml1m")}
-    assert {d: (p["num_leave_compute"], p["leave_threshold"]) for d, p in e.items()} == {
+    assert {d: (p.num_leave_compute, p.leave_threshold) for d, p in e.items()} == {
         "coat": (7, 6.0), "yahoo": (3, 120.0), "kuairec": (9, 1.0), "kuairand": (10, 0.0), "ml1m": (7, 75.0)}
-    assert all(p["mode"] == "FB" for p in e.values())
-    assert resolve_protocol("dorl", "ml1m", "distance")["source"] == "fallback"
-    assert resolve_protocol("dorl", "yahoo_r3", "distance")["leave_threshold"] == 120.0
+    assert all(p.mode == "FB" for p in e.values())
+    assert resolve_protocol("dorl", "ml1m", "distance").source == "fallback"
+    assert resolve_protocol("dorl", "yahoo_r3", "distance").leave_threshold == 120.0
     # explicit kwargs win
     p = resolve_protocol("easyrl4rec", "coat", "distance", num_leave_compute=2, mode="NX_0", max_turn=5)
-    assert (p["num_leave_compute"], p["leave_threshold"], p["mode"], p["max_turn"]) == (2, 6.0, "NX_0", 5)
-    assert set(PRESETS) >= {"dorl", "roler", "easyrl4rec", "custom"}
+    assert (p.num_leave_compute, p.leave_threshold, p.mode, p.max_turn) == (2, 6.0, "NX_0", 5)
+    assert set(PROTOCOLS) >= {"dorl", "roler", "easyrl4rec", "custom"}
 
 
 def test_bad_protocol_arguments_name_the_valid_values():
-    with pytest.raises(ValueError, match=r"unknown preset 'nope'.*'dorl'.*'easyrl4rec'.*'roler'"):
+    with pytest.raises(ValueError, match=r"unknown protocol 'nope'.*'dorl'.*'easyrl4rec'.*'roler'"):
         resolve_protocol("nope", "coat", "distance")
     with pytest.raises(ValueError, match=r"unknown mode 'NX_5'"):
         resolve_protocol("dorl", "coat", "distance", mode="NX_5")
@@ -156,10 +156,10 @@ def test_bad_protocol_arguments_name_the_valid_values():
 
 
 def test_users_list_and_protocol_in_info_and_spec():
-    env = GroundTruthRecEnv(toy_dataset(), num_envs=64, users=[1, 2], preset="roler")
+    env = GroundTruthRecEnv(toy_dataset(), num_envs=64, users=[1, 2], protocol="roler")
     obs, info = env.reset(seed=3)
     assert set(obs["user"].tolist()) == {1, 2}
-    assert info["protocol"]["preset"] == "roler" and info["protocol"]["num_leave_compute"] == 1
+    assert info["protocol"]["name"] == "roler" and info["protocol"]["num_leave_compute"] == 1
     assert env.effective_kwargs()["leave_threshold"] == 0.0
 
 
@@ -178,7 +178,7 @@ def test_compact_matrix_dtypes():
 
 
 def test_synthetic_oracle_reaches_exact_optimum():
-    env = GroundTruthRecEnv("synthetic", num_envs=8, preset="roler", users=list(range(8)),
+    env = GroundTruthRecEnv("synthetic", num_envs=8, protocol="roler", users=list(range(8)),
                             autoreset_mode="DISABLED")
     obs, info = env.reset(seed=0)
     assert env.protocol["quitting"] is False
@@ -192,7 +192,7 @@ def test_synthetic_oracle_reaches_exact_optimum():
 
 
 def test_set_mode_switches_and_requires_reset():
-    env = GroundTruthRecEnv(toy_dataset(), num_envs=2, preset="dorl")
+    env = GroundTruthRecEnv(toy_dataset(), num_envs=2, protocol="dorl")
     env.reset(seed=0)
     env.set_mode("FB")
     assert env.mode == "FB" and bool(env.action_mask.all())

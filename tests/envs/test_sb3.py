@@ -11,7 +11,7 @@ from recgym.envs.sb3 import ContinuousItemActionWrapper, svd_item_embeddings, to
 
 
 def test_vecenv_terminal_observation_and_truncation(synthetic):
-    env = GroundTruthRecEnv(synthetic, num_envs=3, preset="roler", max_turn=4, mode="FB")
+    env = GroundTruthRecEnv(synthetic, num_envs=3, protocol="roler", max_turn=4, mode="FB")
     venv = to_sb3(env)
     venv.seed(5)
     obs = venv.reset()
@@ -28,7 +28,7 @@ def test_vecenv_terminal_observation_and_truncation(synthetic):
         assert term[-1] == pytest.approx(1.0)  # step / max_turn of the final observation
         assert last[i][-1] == 0.0  # new episode
     # seeding: same seed -> same first observations and rewards
-    venv2 = to_sb3(GroundTruthRecEnv(synthetic, num_envs=3, preset="roler", max_turn=4, mode="FB"))
+    venv2 = to_sb3(GroundTruthRecEnv(synthetic, num_envs=3, protocol="roler", max_turn=4, mode="FB"))
     venv.seed(9)
     venv2.seed(9)
     venv.reset()
@@ -37,7 +37,7 @@ def test_vecenv_terminal_observation_and_truncation(synthetic):
 
 
 def test_continuous_wrapper_picks_best_allowed_item(synthetic):
-    env = GroundTruthRecEnv(synthetic, num_envs=2, preset="roler")
+    env = GroundTruthRecEnv(synthetic, num_envs=2, protocol="roler")
     wrapped = ContinuousItemActionWrapper(env, k=8)
     assert wrapped.single_action_space.shape == (8,)
     emb = wrapped.item_embeddings
@@ -75,7 +75,7 @@ def _finite_losses(model) -> dict:
 def test_sb3_continuous_agents_train(synthetic, algo):
     import stable_baselines3 as sb3
 
-    env = GroundTruthRecEnv(synthetic, num_envs=4, preset="roler")
+    env = GroundTruthRecEnv(synthetic, num_envs=4, protocol="roler")
     venv = to_sb3(ContinuousItemActionWrapper(env, k=8))
     cls = getattr(sb3, algo)
     model = cls("MlpPolicy", venv, learning_starts=200, batch_size=64, train_freq=4, gradient_steps=1,
@@ -88,8 +88,22 @@ def test_sb3_continuous_agents_train(synthetic, algo):
 def test_sb3_discrete_a2c_runs(synthetic):
     from stable_baselines3 import A2C
 
-    env = GroundTruthRecEnv(synthetic, num_envs=4, preset="easyrl4rec")  # FB: discrete actions may repeat
+    env = GroundTruthRecEnv(synthetic, num_envs=4, protocol="easyrl4rec")  # FB: discrete actions may repeat
     venv = to_sb3(env)
     model = A2C("MlpPolicy", venv, n_steps=8, policy_kwargs={"net_arch": [32]}, seed=0, device="cpu")
     model.learn(400)
     assert np.isfinite(model.logger.name_to_value["train/value_loss"])
+
+
+def test_continuous_wrapper_refuses_nan_and_inf_actions(synthetic):
+    env = GroundTruthRecEnv(synthetic, num_envs=3, protocol="roler")
+    wrapped = ContinuousItemActionWrapper(env, item_embeddings=svd_item_embeddings(torch.rand(20, synthetic.n_items), 4))
+    wrapped.reset(seed=0)
+    good = torch.zeros(3, 4)
+    for bad_value in (float("nan"), float("inf")):
+        act = good.clone()
+        act[1, 2] = bad_value
+        with pytest.raises(ValueError, match=r"actions of envs \[1\] contain NaN or inf"):
+            wrapped.step(act)
+    obs, r, *_ = wrapped.step(good)  # the env is untouched by the refused steps
+    assert (obs["step"] == 1).all()

@@ -159,7 +159,7 @@ def test_batched_step_matches_reference(case, autoreset, path, monkeypatch):
     ds, gt = _world()
     kw = {"max_turn": 8, **CASES[case]}
     n_envs, seed = 6, 11
-    env = GroundTruthRecEnv(ds, num_envs=n_envs, preset="custom", autoreset_mode=autoreset, **kw)
+    env = GroundTruthRecEnv(ds, num_envs=n_envs, protocol="custom", autoreset_mode=autoreset, **kw)
     if path == "no_readback":
         env._readback_ok = False
     counts_matter = kw["quit_rule"] == "category" and kw["leave_threshold"] >= 1
@@ -222,7 +222,7 @@ def test_batched_step_matches_reference(case, autoreset, path, monkeypatch):
 
 def test_masks_stay_valid_after_reads_and_copy_mask_false_reuses_one_buffer():
     ds, _ = _world()
-    env = GroundTruthRecEnv(ds, num_envs=3, preset="custom", mode="NX_0", num_leave_compute=1,
+    env = GroundTruthRecEnv(ds, num_envs=3, protocol="custom", mode="NX_0", num_leave_compute=1,
                             leave_threshold=0.0, max_turn=5)
     _, info0 = env.reset(seed=0)
     m0 = info0["action_mask"]
@@ -232,7 +232,7 @@ def test_masks_stay_valid_after_reads_and_copy_mask_false_reuses_one_buffer():
     assert bool(m0.all()) and m1.sum(1).tolist() == [129] * 3 and not bool(m1[torch.arange(3), [1, 2, 3]].any())
     assert info1["action_mask"] is m1  # computed once, then stored
     assert not bool(env.action_mask[torch.arange(3), [4, 5, 6]].any())
-    live = GroundTruthRecEnv(ds, num_envs=3, preset="custom", mode="NX_0", num_leave_compute=1,
+    live = GroundTruthRecEnv(ds, num_envs=3, protocol="custom", mode="NX_0", num_leave_compute=1,
                              leave_threshold=0.0, max_turn=5, copy_mask=False)
     _, i0 = live.reset(seed=0)
     a = i0["action_mask"]
@@ -243,7 +243,7 @@ def test_masks_stay_valid_after_reads_and_copy_mask_false_reuses_one_buffer():
 
 def test_episode_table_gives_per_env_randint_values_across_refills_and_reseeds():
     ds, _ = _world()
-    env = GroundTruthRecEnv(ds, num_envs=5, preset="custom", mode="FB", num_leave_compute=1,
+    env = GroundTruthRecEnv(ds, num_envs=5, protocol="custom", mode="FB", num_leave_compute=1,
                             leave_threshold=0.0, max_turn=1, autoreset_mode="SAME_STEP")
     env.reset(seed=3)
     for t in range(150):  # every step ends every episode: 150 episodes per env, several table refills
@@ -276,7 +276,7 @@ class _ReadBacks:
 @pytest.mark.parametrize("validate", [True, False])
 def test_read_backs_per_step_without_the_cpu_shortcuts(validate, autoreset, monkeypatch):
     ds, _ = _world()
-    env = GroundTruthRecEnv(ds, num_envs=4, preset="custom", mode="NX_0", quit_rule="distance",
+    env = GroundTruthRecEnv(ds, num_envs=4, protocol="custom", mode="NX_0", quit_rule="distance",
                             num_leave_compute=2, leave_threshold=7.6, max_turn=6, validate_actions=validate,
                             autoreset_mode=autoreset)
     env._readback_ok = False  # what an accelerator runs

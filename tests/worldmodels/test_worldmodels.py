@@ -144,7 +144,8 @@ def test_cache_round_trip_mismatch_and_corruption(monkeypatch: pytest.MonkeyPatc
     monkeypatch.undo()
     # a corrupt cache is rebuilt, not trusted
     path.write_bytes(b"not a torch file")
-    m3 = fit_or_load("diffusion", ds, TINY_DIFF, progress=False)
+    with pytest.warns(UserWarning, match="unusable diffusion world-model cache"):
+        m3 = fit_or_load("diffusion", ds, TINY_DIFF, progress=False)
     assert torch.equal(m3.predict()[0], m1.predict()[0])  # same seed -> same refit
     assert load_world_model(path).fitted
 
