@@ -9,7 +9,11 @@ EasyRL4Rec (DORL arXiv:2307.04571, ROLeR arXiv:2407.13163, EasyRL4Rec arXiv:2402
   shaping. Either override `RecEnv._rewards` in a subclass or pass ``reward_fn(users, items, state) ->
   float32 [B]`` (``state`` is a `RecState` snapshot taken *before* the transition).
 * **Quit rule** (window N = ``num_leave_compute``, threshold M = ``leave_threshold``), checked on the new
-  item against the last N items of the episode *before* it; step 0 never quits:
+  item against a window of the items of the episode *before* it; step 0 never quits. The window at step t
+  (t items so far) is the last ``min(t, N)`` items with ``quit_window="last_n"`` and, with
+  ``quit_window="published"`` (the default of the ``dorl``, ``dorl_code`` and ``easyrl4rec`` protocols), the
+  original code's slice ``seq[t - N : t]``: the last ``min(t, N - t)`` items while t < N (see
+  `recgym.envs.protocol`).
 
   - ``distance`` (Coat, Yahoo, ML-1M, synthetic): quit if ``dist(new, j) < M`` for any j in the window,
     ``dist(i, j) = ||GT[:, i] - GT[:, j]||_2`` over ground-truth columns, precomputed once as an item x item
@@ -28,7 +32,7 @@ EasyRL4Rec (DORL arXiv:2307.04571, ROLeR arXiv:2407.13163, EasyRL4Rec arXiv:2402
   ``invalid_action="terminate"`` gives reward 0, ends the episode (``terminated=True``) and sets
   ``info["invalid_action"]`` (for learners that cannot mask).
 * **Protocols** (``protocol=``) fix N, M, the mode and max_turn per dataset; see `recgym.envs.protocol`. Explicit
-  ``num_leave_compute`` / ``leave_threshold`` / ``mode`` / ``max_turn`` / ``quit_rule`` kwargs override the
+  ``num_leave_compute`` / ``leave_threshold`` / ``mode`` / ``max_turn`` / ``quit_rule`` / ``quit_window`` kwargs override the
   protocol; ``protocol="custom"`` starts from N=1, M=0, NX_0, max_turn=30. The effective values are in
   ``env.protocol``, in the ``info["protocol"]`` returned by ``reset`` and in ``env.spec.kwargs``.
 
@@ -68,6 +72,7 @@ from recgym.envs.protocol import (  # re-exported (tables live there)
     MODES,
     PROTOCOLS,
     Protocol,
+    quit_window_size,
     resolve_protocol,
 )
 
@@ -195,6 +200,7 @@ class RecEnv(BatchedEnv):
         num_leave_compute: int | None = None,
         leave_threshold: float | None = None,
         quit_rule: str | None = None,
+        quit_window: str | None = None,
         history_len: int = 10,
         users: Any = None,
         invalid_action: str = "raise",
@@ -228,6 +234,7 @@ class RecEnv(BatchedEnv):
             "num_leave_compute": num_leave_compute,
             "leave_threshold": leave_threshold,
             "quit_rule": quit_rule,
+            "quit_window": quit_window,
         }
         base = resolve_protocol(protocol, dataset.name, dataset.quit_rule, **self._explicit)
         self._base_protocol = base
@@ -298,8 +305,15 @@ class RecEnv(BatchedEnv):
         self.protocol = p
         self.masked = p["mode"] != "FB"
         self.max_turn = int(p["max_turn"])
-        self._n_win = int(p["num_leave_compute"]) if p["quitting"] else 0
-        self._k = max(self.history_len, self._n_win)
+        self._n_win = n_win = int(p["num_leave_compute"]) if p["quitting"] else 0
+        self._k = max(self.history_len, n_win)
+        # published window: bool [N + 1, N], row min(t, N) keeps the window slots (oldest first) of step t; None
+        # where it is the last min(t, N) items anyway (N <= 2: min(t, N - t) = min(t, N) for t < N)
+        self._win_keep: torch.Tensor | None = None
+        if p["quit_window"] == "published" and n_win > 2:
+            ages = torch.arange(n_win - 1, -1, -1)  # slot j of the window holds the item of age N - 1 - j
+            sizes = torch.tensor([quit_window_size(t, n_win, "published") for t in range(n_win + 1)])
+            self._win_keep = (ages[None, :] < sizes[:, None]).to(self.device)
         if p["quitting"] and p["quit_rule"] == "distance" and self._item_dist is None:
             src = self._distance_source
             if src is None:
@@ -358,6 +372,7 @@ class RecEnv(BatchedEnv):
             "leave_threshold": p.leave_threshold,
             "max_turn": self.protocol["max_turn"],
             "quit_rule": p.quit_rule,
+            "quit_window": p.quit_window,
             "history_len": self.history_len,
         }
 
@@ -470,14 +485,18 @@ class RecEnv(BatchedEnv):
         return table
 
     def _quit(self, a: torch.Tensor, a1: torch.Tensor) -> torch.Tensor:
-        """bool [B]: does the user leave on item ``a`` (``a1``: the same as [B, 1]) given the last N items?"""
+        """bool [B]: does the user leave on item ``a`` (``a1``: the same as [B, 1]) given the quit window?"""
         n = self._n_win
         window = self.buf_items if n == self._k else self.buf_items[:, self._k - n :]
+        # published window early in an episode: only the slots of seq[t - N : t] count (one gather, no read-back)
+        keep = None if self._win_keep is None else torch.index_select(self._win_keep, 0,
+                                                                      self.step_count.clamp_max(n))
         pairs = self._pairs[1] if self._pairs_checked else self._quit_pairs()  # type: ignore[index]
         if pairs is not None:
             # empty slots hold -1: index a*(n+1) - 1 is the False column n of row a - 1 (of the last row for a = 0)
-            return torch.take(pairs, torch.add(window, a1, alpha=self.n_items + 1)).any(1)
-        valid = window >= 0
+            hit = torch.take(pairs, torch.add(window, a1, alpha=self.n_items + 1))
+            return (hit if keep is None else hit & keep).any(1)
+        valid = window >= 0 if keep is None else (window >= 0) & keep
         w = window.clamp_min(0)
         if self.protocol["quit_rule"] == "distance":
             assert self._item_dist is not None
