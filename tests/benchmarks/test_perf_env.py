@@ -1,11 +1,19 @@
-"""The env throughput probe: its fused yardstick does the env's work, its action stream is legal, it runs."""
+"""The env throughput probe: its fused yardstick does the env's work, its action stream is legal, it runs as a
+function, as ``recgym perf env`` and as the ``throughput`` suite's probe."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
+from typer.testing import CliRunner
 
-from recgym.benchmarks import env_throughput as et
+from recgym.benchmarks.perf import env as et
+from recgym.benchmarks.probes import call_probe
+from recgym.benchmarks.suite import load_suite
+from recgym.cli import app
 
 
 @pytest.mark.parametrize("world", ["coat", "kuairand"])
@@ -50,11 +58,44 @@ def test_coat_world_calibrates_the_distance_threshold():
     assert (w.dataset.n_users, w.dataset.n_items, w.n_win) == (290, 300, 3)
 
 
-def test_main_prints_the_table(capsys):
-    et.main(["--worlds", "coat", "--num-envs", "1,8", "--repeats", "1", "--min-time", "0.01", "--device", "cpu"])
-    out = capsys.readouterr().out
-    assert "recgym/fused" in out and "no-validate" in out and "torch threads 1" in out
-    rows = [line for line in out.splitlines() if line.startswith("coat ")]
-    assert len(rows) == 2 and rows[1].split()[1] == "8"
-    with pytest.raises(SystemExit):
-        et.main(["--worlds", "movielens"])
+FAST = {"worlds": ["coat"], "num_envs": [1, 8], "repeats": 1, "min_time": 0.01, "device": "cpu"}
+
+
+def test_rows_and_the_table():
+    rows = et.env_throughput(**FAST)
+    assert [(r["device"], r["world"], r["num_envs"]) for r in rows] == [("cpu", "coat", 1), ("cpu", "coat", 8)]
+    for r in rows:
+        assert r["recgym"] > 0 and r["no_validate"] > 0 and r["fused"] > 0
+        assert r["recgym/fused"] == pytest.approx(r["recgym"] / r["fused"])
+        assert (r["users"], r["items"], r["threads"]) == (290, 300, 1) and r["quit_rule"].startswith("distance N=3 M=")
+    text = et.format_env_throughput(rows)
+    assert "env steps per second, device cpu, torch threads 1, best of 1" in text
+    assert "recgym/fused" in text and "no-validate" in text
+    lines = [ln for ln in text.splitlines() if ln.startswith("coat ")]
+    assert len(lines) == 2 and lines[1].split()[1] == "8" and all(ln.count("|") == 5 for ln in lines)
+    assert "coat: 290 users x 300 items, quit rule distance N=3" in text
+
+
+def test_bad_arguments_name_the_argument():
+    with pytest.raises(ValueError, match=r"worlds: unknown \['movielens'\]; expected some of \['coat', 'kuairand'\]"):
+        et.env_throughput(worlds=["movielens"])
+    with pytest.raises(ValueError, match="num_envs must be a non-empty list of sizes >= 1"):
+        et.env_throughput(num_envs=[0])
+    with pytest.raises(ValueError, match="min_time > 0"):
+        et.env_throughput(min_time=0)
+
+
+def test_cli_command_and_suite_probe(tmp_path: Path):
+    out = tmp_path / "rows.json"
+    res = CliRunner().invoke(app, ["perf", "env", "--worlds", "coat", "--num-envs", "1,8", "--repeats", "1",
+                                   "--min-time", "0.01", "--device", "cpu", "--json-out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "env steps per second, device cpu" in res.output and len(json.loads(out.read_text())) == 2
+    bad = CliRunner().invoke(app, ["perf", "env", "--worlds", "movielens"])
+    assert bad.exit_code == 2 and "unknown ['movielens']" in bad.output
+    # the suite's probe entry calls the same function with keyword args
+    suite = load_suite("throughput")
+    entry = next(p for p in suite.probes if p.name == "env_throughput")
+    assert entry.probe == "env_throughput" and entry.args == {"num_envs": [1, 64, 1024, 16384]}
+    rows, _ = call_probe(entry.probe, {**entry.args, **FAST})
+    assert [r["num_envs"] for r in rows] == [1, 8]

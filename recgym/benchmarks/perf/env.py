@@ -1,7 +1,8 @@
 """Env throughput: recgym's batched env against a minimal fused torch step doing the same work, in one run.
 
-    python -m recgym.benchmarks.env_throughput [--device auto] [--num-envs 1,64,1024,16384]
-        [--worlds coat,kuairand] [--threads 1] [--repeats 3] [--min-time 0.25]
+`env_throughput` measures and returns the table rows; `format_env_throughput` renders them. Both are what
+``recgym perf env [--worlds coat,kuairand] [--num-envs 1,64,1024,16384] [--device auto] [--threads 1]
+[--repeats 3] [--min-time 0.25]`` and the ``env_throughput`` probe of the ``throughput`` suite run.
 
 Two synthetic worlds (the probe reads no data files):
 
@@ -12,8 +13,8 @@ Two synthetic worlds (the probe reads no data files):
 
 Both: NX_0 (no repeats), max_turn 30. Env ``i`` recommends ``(o_i + 13 t) mod n_items`` at step ``t`` (random
 offsets ``o_i``): no item comes back within 30 steps, so the actions are legal whatever the episode boundaries.
-Only the step calls are timed (after 40 warm-up steps, so episodes are out of phase), at least ``--min-time``
-seconds per measurement, best of ``--repeats``. Columns, in env steps per second:
+Only the step calls are timed (after 40 warm-up steps, so episodes are out of phase), at least ``min_time``
+seconds per measurement, best of ``repeats``. Columns, in env steps per second:
 
 * ``recgym``: `recgym.envs.rec.GroundTruthRecEnv` as constructed by default (NEXT_STEP autoreset, observation
   dict, lazy ``info["action_mask"]``, ``validate_actions=True``: one read-back per step);
@@ -23,14 +24,13 @@ seconds per measurement, best of ``--repeats``. Columns, in env steps per second
   [num_envs, n_items] mask, step count, and the reset of finished episodes (mask rows, window, step count, next
   user from a pre-drawn stream) inside the same step; no observation, no info, no checks.
 
-The ratio columns divide by ``fused``. ``--device auto`` measures cpu, then cuda when torch sees one.
+The ratio columns divide by ``fused``. ``device="auto"`` measures cpu, then cuda when torch sees one.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,8 @@ import torch
 from recgym.data.base import LoggedDataset
 from recgym.envs.rec import GroundTruthRecEnv, item_distance_matrix
 
-__all__ = ["FusedStep", "Timer", "World", "coat_sized", "kuairand_sized", "main", "world_env"]
+__all__ = ["WORLDS", "FusedStep", "Timer", "World", "coat_sized", "env_throughput", "format_env_throughput",
+           "kuairand_sized", "world_env"]
 
 MAX_TURN = 30
 WARMUP_STEPS = 40
@@ -198,7 +199,8 @@ def _rate(x: float) -> str:
     return f"{x / 1e6:,.2f} M" if x >= 1e6 else f"{x / 1e3:,.0f} k"
 
 
-def run_world(world: World, sizes: list[int], device: str, min_time: float, repeats: int) -> list[tuple]:
+def run_world(world: World, sizes: Sequence[int], device: str, min_time: float, repeats: int
+              ) -> list[tuple[int, float, float, float]]:
     """One table block: (num_envs, recgym, no-validate, fused) rates for every size."""
     rows = []
     gt = None
@@ -220,44 +222,71 @@ def run_world(world: World, sizes: list[int], device: str, min_time: float, repe
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    p.add_argument("--device", default="auto", help="cpu, cuda, or auto (cpu, then cuda when available)")
-    p.add_argument("--num-envs", default="1,64,1024,16384")
-    p.add_argument("--worlds", default="coat,kuairand", help="comma-separated: coat, kuairand")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--repeats", type=int, default=3, help="measurements per cell; the best is reported")
-    p.add_argument("--min-time", type=float, default=0.25, help="seconds per measurement (at least)")
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    sizes = [int(s) for s in args.num_envs.split(",") if s]
-    if args.device == "auto":
-        devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
-    else:
-        devices = [args.device]
-    builders = {"coat": coat_sized, "kuairand": kuairand_sized}
-    names = [w for w in args.worlds.split(",") if w]
-    unknown = sorted(set(names) - set(builders))
+WORLDS: dict[str, Callable[[], World]] = {"coat": coat_sized, "kuairand": kuairand_sized}
+
+
+def env_throughput(
+    worlds: Sequence[str] = ("coat", "kuairand"),
+    num_envs: Sequence[int] = (1, 64, 1024, 16384),
+    device: str = "auto",
+    threads: int = 1,
+    repeats: int = 3,
+    min_time: float = 0.25,
+) -> list[dict[str, Any]]:
+    """Env steps per second of the env, the env without checks and the fused step: one row per (device, world,
+    num_envs), best of ``repeats`` measurements of at least ``min_time`` s each, with ``threads`` torch CPU threads.
+
+    ``worlds``: names in `WORLDS`; ``device``: ``"cpu"``, ``"cuda"`` or ``"auto"`` (cpu, then cuda when torch sees
+    one). Rates are in env steps per second; ``cuda_max_mib`` (cuda rows) is ``torch.cuda.max_memory_allocated``.
+    """
+    unknown = sorted(set(worlds) - set(WORLDS))
     if unknown:
-        p.error(f"--worlds: unknown {unknown}; expected some of {sorted(builders)}")
-    worlds = [builders[w]() for w in names]
+        raise ValueError(f"worlds: unknown {unknown}; expected some of {sorted(WORLDS)}")
+    sizes = [int(n) for n in num_envs]
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"num_envs must be a non-empty list of sizes >= 1, got {list(num_envs)}")
+    if int(threads) < 1 or int(repeats) < 1 or float(min_time) <= 0:
+        raise ValueError(f"threads and repeats must be >= 1 and min_time > 0, got threads={threads}, "
+                         f"repeats={repeats}, min_time={min_time}")
+    devices = (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]) if device == "auto" else [device]
+    torch.set_num_threads(int(threads))
+    built = [WORLDS[w]() for w in worlds]
+    rows: list[dict[str, Any]] = []
     for dev in devices:
-        print(f"\nenv steps per second, device {dev}, torch threads {args.threads}, best of {args.repeats} "
-              f"(>= {args.min_time:g} s each); NX_0, max_turn {MAX_TURN}")
+        for world in built:
+            for n, r_env, r_fast, r_fused in run_world(world, sizes, dev, float(min_time), int(repeats)):
+                row: dict[str, Any] = {
+                    "device": dev, "world": world.name, "num_envs": n, "recgym": r_env, "no_validate": r_fast,
+                    "fused": r_fused, "recgym/fused": r_env / r_fused, "no_validate/fused": r_fast / r_fused,
+                    "users": world.dataset.n_users, "items": world.dataset.n_items,
+                    "quit_rule": f"{world.quit_rule} N={world.n_win} M={world.threshold:g}",
+                    "threads": int(threads), "repeats": int(repeats), "min_time": float(min_time),
+                }
+                if dev.startswith("cuda"):
+                    row["cuda_max_mib"] = torch.cuda.max_memory_allocated() / 2**20
+                rows.append(row)
+    return rows
+
+
+def format_env_throughput(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows of `env_throughput` as one plain-text table per device, and a line per world saying what it is."""
+    lines: list[str] = []
+    for dev in dict.fromkeys(r["device"] for r in rows):
+        block = [r for r in rows if r["device"] == dev]
+        r0 = block[0]
+        lines.append(f"env steps per second, device {dev}, torch threads {r0['threads']}, best of {r0['repeats']} "
+                     f"(>= {r0['min_time']:g} s each); NX_0, max_turn {MAX_TURN}")
         hdr = (f"{'world':<9} {'num_envs':>8} | {'recgym':>9} | {'no-validate':>11} | {'fused':>9} | "
                f"{'recgym/fused':>12} | {'no-val/fused':>12}")
-        print(hdr)
-        print("-" * len(hdr))
-        for world in worlds:
-            for n, r_env, r_fast, r_fused in run_world(world, sizes, dev, args.min_time, args.repeats):
-                print(f"{world.name:<9} {n:>8,} | {_rate(r_env):>9} | {_rate(r_fast):>11} | {_rate(r_fused):>9} | "
-                      f"{r_env / r_fused:>11.2f}x | {r_fast / r_fused:>11.2f}x", flush=True)
-        if dev == "cuda":
-            print(f"cuda: torch.cuda.max_memory_allocated {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB")
-    for world in worlds:
-        print(f"{world.name}: {world.dataset.n_users:,} users x {world.dataset.n_items:,} items, "
-              f"{world.quit_rule} quit rule N={world.n_win} M={world.threshold:g}")
-
-
-if __name__ == "__main__":
-    main()
+        lines += [hdr, "-" * len(hdr)]
+        for r in block:
+            lines.append(f"{r['world']:<9} {r['num_envs']:>8,} | {_rate(r['recgym']):>9} | "
+                         f"{_rate(r['no_validate']):>11} | {_rate(r['fused']):>9} | {r['recgym/fused']:>11.2f}x | "
+                         f"{r['no_validate/fused']:>11.2f}x")
+        if "cuda_max_mib" in block[-1]:
+            lines.append(f"{dev}: torch.cuda.max_memory_allocated {block[-1]['cuda_max_mib']:,.0f} MiB")
+        lines.append("")
+    for world in dict.fromkeys(r["world"] for r in rows):
+        r = next(r for r in rows if r["world"] == world)
+        lines.append(f"{world}: {r['users']:,} users x {r['items']:,} items, quit rule {r['quit_rule']}")
+    return "\n".join(lines) + "\n"
