@@ -57,7 +57,8 @@ def plot_env(records: list[RunRecord], table: EnvTable, out_dir: Path) -> list[P
         format_budget_axis(ax)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"{table.env} ({table.env_id}, protocol {table.protocol})", fontsize=9)
+    env_id = f" ({table.env_id})" if table.env_id != table.env else ""
+    fig.suptitle(f"{table.env}{env_id}, protocol {table.protocol}", fontsize=9)
     fig.tight_layout()
     path = out_dir / f"curves_{_safe(table.env)}.png"
     fig.savefig(path, dpi=110)
@@ -99,11 +100,14 @@ def count_label(x: float, _pos: int | None = None) -> str:
 
 
 def format_budget_axis(ax: Any) -> None:
-    """At most 5 integer ticks on ``ax``'s x axis, labelled with `count_label`."""
+    """At most 5 integer ticks at round values on ``ax``'s x axis, labelled with `count_label`; the axis starts at
+    0 when the data does not go below it (a training budget)."""
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True, min_n_ticks=2))
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10], integer=True, min_n_ticks=2))
     ax.xaxis.set_major_formatter(FuncFormatter(count_label))
+    if ax.dataLim.x0 >= 0:
+        ax.set_xlim(left=0)
 
 
 def _unit(records: list[RunRecord]) -> str:
