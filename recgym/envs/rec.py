@@ -2,7 +2,7 @@
 
 One episode = one user drawn uniformly from the evaluation users (the ground-truth users, or a fixed
 ``users=`` list). Action = one item id (int64 tensor [num_envs]). The protocol follows DORL / ROLeR /
-EasyRL4Rec (REFERENCE.md §1):
+EasyRL4Rec (DORL arXiv:2307.04571, ROLeR arXiv:2407.13163, EasyRL4Rec arXiv:2402.15164):
 
 * **Reward**: a pluggable *reward source*. `GroundTruthRecEnv` looks the (user, item) entry up in the
   complete ground-truth matrix; `recgym.envs.interactive.InteractiveRecEnv` plugs in a world model plus
