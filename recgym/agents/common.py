@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from recgym.agents.eval_actions import EvalActions, parse_eval_actions
 from recgym.data.cache import atomic_write
 from recgym.envs.derive import TrainEnvSpec, base_env, env_family, matching_env, training_env
+from recgym.progress import progress_bar
 
 
 @dataclass
@@ -148,8 +149,9 @@ def log_scalars(logger: Any, values: dict[str, float], step: int, prefix: str = 
 
 
 def progress(total: int, desc: str, enabled: bool) -> tqdm:
-    """A tqdm bar (disabled with ``enabled=False``)."""
-    return tqdm(total=int(total), desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
+    """A progress bar for ``total`` steps (disabled with ``enabled=False``): a tqdm bar on a terminal, a line
+    every few seconds in a log (`recgym.progress.progress_bar`)."""
+    return progress_bar(total=int(total), desc=desc, enabled=enabled)
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:

@@ -83,7 +83,8 @@ def bench(
     imports: list[str] = typer.Option(None, "--import", help="module registering extra agents/envs (repeatable)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="validate and list the runs, run nothing"),
     list_: bool = typer.Option(False, "--list", help="list shipped suites, agents with their budget units, probes"),
-    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bars"),
+    progress: bool = typer.Option(True, "--progress/--no-progress",
+                                  help="progress bars (a line every few seconds when output is not a terminal)"),
 ) -> None:
     """Run a suite (a grid of env x agent x seed, and probes); finished runs are skipped, failures recorded.
 
@@ -151,13 +152,13 @@ def bench(
     save_suite_record(s, runs_dir)
     failed = 0
     if specs:
-        results = run_grid(specs, runs_dir, backend=backend, progress=not no_progress, ray_address=ray_address,
+        results = run_grid(specs, runs_dir, backend=backend, progress=progress, ray_address=ray_address,
                            gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run)
         counts = summarize(results)
         failed += counts.get("failed", 0)
         console.print("runs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if s.probes:
-        probe_results = run_probes(s, runs_dir, progress=not no_progress)
+        probe_results = run_probes(s, runs_dir, progress=progress)
         failed += sum(r.status == "failed" for r in probe_results)
         for r in probe_results:
             if r.error:

@@ -1,4 +1,5 @@
-"""`recgym perf ...`: performance probes (env and data throughput, DiffusionDenoise env, ReFiT cost).
+"""`recgym perf ...`: performance probes (env and data throughput, DiffusionDenoise env, ReFiT cost, cold
+gym.make with DiffRec pre-training).
 
 Each command calls the plain function in `recgym.benchmarks.perf` that the ``throughput`` suite also runs.
 """
@@ -9,9 +10,9 @@ import json
 
 import typer
 
-from recgym.cli.common import print_rows, split_list
+from recgym.cli.common import parse_json_config, print_rows, split_list
 
-app = typer.Typer(help="Performance probes: env steps/s, data load times, denoise env, ReFiT cost.",
+app = typer.Typer(help="Performance probes: env steps/s, data load times, denoise env, ReFiT cost, DiffRec pre-training.",
                   no_args_is_help=True)
 
 
@@ -89,3 +90,45 @@ def refit_cost(
     from recgym.benchmarks.perf.denoise import refit_cost as measure
 
     print_rows("ReFiT cost", measure(data, device, batch, samples_per_user, iterations, threads), json_out)
+
+
+@app.command("pretrain")
+def pretrain(
+    data: str = typer.Option("ml1m", "--data", help="dataset with a DiffusionDenoise env (ml1m, ml1m_noisy, coat, "
+                                                    "yahoo, synthetic)"),
+    devices: str = typer.Option("auto", "--devices", help="comma list, or auto = cpu (+ cuda when available)"),
+    selection: str = typer.Option("default", "--selection",
+                                  help="DiffRec model-selection rules to time, comma list: default, subset, full"),
+    config: str = typer.Option(None, "--config", help="JSON overrides of the DiffRec config, e.g. "
+                                                       "'{\"eval_every\": 1}' (with --selection full: the "
+                                                       "rule of recgym's earlier default)"),
+    threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: torch's default, all cores)"),
+    data_dir: str = typer.Option(None, "--data-dir"),
+    cache_dir: str = typer.Option(None, "--cache-dir", help="an empty (or new) cache folder to pre-train into and "
+                                                            "keep (default: a temporary one, removed); one run only"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars of the pre-training"),
+    json_out: str = typer.Option(None, "--json-out"),
+) -> None:
+    """Cold gym.make("DiffusionDenoise-<DATA>-v0") on an empty cache: its seconds, DiffRec pre-training seconds
+    (training / evaluation) and test R@20 / N@20, next to the original DiffRec code's reference on ML-1M."""
+    from recgym.benchmarks.perf.pretrain import pretrain_cost
+    from recgym.recommenders import SELECTION_RULES, DiffRecConfig, default_config
+
+    rules = split_list(selection, "--selection")
+    bad = [r for r in rules if r != "default" and r not in SELECTION_RULES]
+    if bad or not rules:
+        raise typer.BadParameter(f"--selection: {bad or rules}; valid: default, {', '.join(SELECTION_RULES)}")
+    overrides = parse_json_config(config, '{"eval_every": 1}')
+    try:  # a bad field fails here, not in the child process
+        DiffRecConfig.from_dict({**default_config(data).to_dict(), **overrides})
+    except (TypeError, ValueError) as err:
+        raise typer.BadParameter(str(err)) from err
+    selections = [None if r == "default" else r for r in rules]
+    if cache_dir is not None and len(selections) * len(split_list(devices, "--devices")) > 1:
+        raise typer.BadParameter("--cache-dir holds one run: give one --selection and one device with it")
+    try:
+        rows = pretrain_cost(data, devices, selections, threads, data_dir, progress=progress, config=overrides,
+                             cache_dir=cache_dir)
+    except ValueError as err:  # a non-empty --cache-dir
+        raise typer.BadParameter(str(err)) from err
+    print_rows(f"DiffusionDenoise-{data}: cold gym.make and DiffRec pre-training", rows, json_out)

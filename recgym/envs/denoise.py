@@ -2,9 +2,12 @@
 
 One episode = one reverse chain for one user; the batch holds ``num_envs`` users on the device (the MDP of
 ReFiT, "Fine-Tuning Diffusion-Based Recommender Systems via Reinforcement Learning with Reward Function
-Optimization", arXiv:2511.06937). The env owns the data, the frozen pre-trained DiffRec (loaded from the cache,
-or trained with a progress bar on first use: `recgym.recommenders.fit_or_load_diffrec`), the masks and the
-reward.
+Optimization", arXiv:2511.06937). The env owns the data, the frozen pre-trained DiffRec, the masks and the
+reward. The model comes from the cache; on first use it is pre-trained and cached
+(`recgym.recommenders.fit_or_load_diffrec`), which is announced in one line (dataset, expected time, cache
+file; through logging when the application configured it, else on stderr) and followed by a progress bar
+(``progress=False`` hides the bar). ``config=`` picks the model: a `DiffRecConfig`, or a dict of overrides of
+the dataset's default one (e.g. ``{"selection": "full"}``); ``model=`` passes a trained `DiffRec` instead.
 
 **Time.** ``obs["t"]`` counts the steps left: the episode starts at ``t = T`` with ``x_T`` and each step
 maps ``x_t`` to ``x_{t-1}``; after T steps ``x_0`` (the final item scores) is reached and the episode
@@ -277,8 +280,9 @@ class DiffusionDenoiseEnv(BatchedEnv):
             raise ValueError(f"holdout_frac={holdout_frac}, expected in (0, 1)")
         if int(n_similar) < 1:
             raise ValueError(f"n_similar={n_similar}, expected >= 1")
-        if isinstance(config, dict):
-            config = DiffRecConfig.from_dict(config)
+        if isinstance(config, dict):  # overrides of the dataset's default DiffRec config
+            name = dataset.name if isinstance(dataset, LoggedDataset) else str(dataset)
+            config = DiffRecConfig.from_dict({**default_config(name).to_dict(), **config})
         dev = resolve_device(device)
         res = load_resources(dataset, dev, config, model, data_dir, dataset_kwargs, progress)
         self.resources = res

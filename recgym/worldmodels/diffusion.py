@@ -44,6 +44,7 @@ from torch import nn
 
 from recgym.data.base import LoggedDataset
 from recgym.nn.diffusion import NoiseSchedule, mlp, timestep_embedding
+from recgym.progress import progress_bar
 from recgym.worldmodels.base import WorldModel, log_scalar, train_arrays
 
 
@@ -174,9 +175,7 @@ class DiffusionWorldModel(WorldModel):
         n_b = max(1, math.ceil(self.n_users / c.batch_size))
         bar = None
         if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=c.epochs, desc=f"diffusion[{dataset.name}]", leave=False)
+            bar = progress_bar(total=c.epochs, desc=f"diffusion[{dataset.name}]", unit="epoch")
         self.net.train()
         for epoch in range(c.epochs):
             perm = torch.randperm(self.n_users, device=dev, generator=gen)
