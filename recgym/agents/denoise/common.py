@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -387,6 +388,11 @@ class ChainFinetuner:
         self.best_valid = float("-inf")
         self.best_state: dict[str, Tensor] | None = None
         self.best_iteration = 0
+        # wall-clock cost of `learn` (updates + validations), the update part alone, and the total when the
+        # best validation point was reached
+        self.seconds = 0.0
+        self.update_seconds = 0.0
+        self.best_seconds = 0.0
         self.final: dict[str, float] = {}
         self.training = True
 
@@ -449,12 +455,15 @@ class ChainFinetuner:
             raise ValueError(f"{self.name}: learn() got a different env than the one the agent was made for")
         if self.iteration == 0:
             self.bridge.seed(int(c.seed))
+        self._clock = time.perf_counter()
         if c.eval_every > 0 and self.best_state is None and self.iteration == 0:
             self._validate(logger)
         bar = progress(n_iter, self.name, c.progress)
         for _ in range(n_iter):
+            t0 = time.perf_counter()
             users, x_start, ctx = self._sample_users()
             stats = self._update(x_start, ctx, users)
+            self.update_seconds += time.perf_counter() - t0
             self.iteration += 1
             if logger is not None and (self.iteration % c.log_every == 0 or self.iteration == 1):
                 log_scalars(logger, {k: float(v) for k, v in stats.items()}, self.iteration, prefix="train/")
@@ -464,6 +473,7 @@ class ChainFinetuner:
         bar.close()
         if c.eval_every > 0 and self.iteration % c.eval_every != 0:
             self._validate(logger)
+        self._tick()
         if c.keep_best and self.best_state is not None:
             self.policy.load_state_dict(self.best_state)
         if c.test_at_end:
@@ -475,12 +485,20 @@ class ChainFinetuner:
         """The current weights against the pre-trained model on a split, user by user (all users with ground
         truth there): for each metric M, ``{which}/M`` (ours), ``{which}/M_pretrained``, and the paired
         difference ``{which}/M_diff`` with its 95% interval ``_diff_low`` / ``_diff_high``
-        (`recgym.metrics.paired_difference`); plus ``best_iteration`` and ``{which}/users``."""
+        (`recgym.metrics.paired_difference`); plus ``{which}/users`` and the cost: ``best_iteration``,
+        ``seconds_to_best`` (wall seconds of `learn`, updates and validations, until the best validation
+        point), ``seconds_total``, ``user_episodes_to_best`` (chains sampled until then: iterations x users x
+        samples per user) and ``seconds_per_user_episode`` (update time per sampled chain)."""
         from recgym.metrics import paired_difference
 
         ours = self.bridge.evaluate_per_user(self.policy, which, ks)
         ref = self.bridge.evaluate_per_user(None, which, ks)
-        out: dict[str, float] = {"best_iteration": float(self.best_iteration), f"{which}/users": float(len(ours["users"]))}
+        per_iter = self.bridge.num_envs * self.config.samples_per_user
+        out: dict[str, float] = {
+            "best_iteration": float(self.best_iteration), "seconds_to_best": self.best_seconds,
+            "seconds_total": self.seconds, "user_episodes_to_best": float(self.best_iteration * per_iter),
+            "seconds_per_user_episode": self.update_seconds / max(1, self.iteration * per_iter),
+            f"{which}/users": float(len(ours["users"]))}
         for m in (f"{n}@{k}" for n in ("Recall", "NDCG") for k in ks):
             d = paired_difference(ours[m], ref[m])
             out[f"{which}/{m}"] = float(ours[m].mean())
@@ -490,15 +508,23 @@ class ChainFinetuner:
             out[f"{which}/{m}_diff_high"] = d["ci_high"]
         return out
 
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.seconds += now - self._clock
+        self._clock = now
+
     def _validate(self, logger: Any) -> float:
         from recgym.agents.common import log_scalars
 
         ev = self.evaluate(("valid",))["valid"]
+        self._tick()
         value = float(metric_value(ev, self.config.select_metric))
         log_scalars(logger, {k: v for k, v in ev.items() if k != "users"}, self.iteration, prefix="valid/")
-        self.history.append({"iteration": self.iteration, **{k: float(v) for k, v in ev.items()}})
+        self.history.append({"iteration": self.iteration, **{k: float(v) for k, v in ev.items()},
+                             "seconds": self.seconds})
         if value > self.best_valid:
             self.best_valid = value
+            self.best_seconds = self.seconds
             self.best_iteration = self.iteration
             self.best_state = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
         return value
@@ -523,6 +549,7 @@ class ChainFinetuner:
             else {k: v.detach().cpu() for k, v in self.best_state.items()},
             "history": self.history,
             "final": self.final,
+            "seconds": [self.seconds, self.update_seconds, self.best_seconds],
         })
 
     def load(self, path: str) -> None:
@@ -543,6 +570,7 @@ class ChainFinetuner:
         self.best_state = None if bs is None else {k: v.to(self.device) for k, v in bs.items()}
         self.history = list(payload.get("history", []))
         self.final = dict(payload.get("final", {}))
+        self.seconds, self.update_seconds, self.best_seconds = payload.get("seconds", [0.0, 0.0, 0.0])
 
 
 class DenoiseBridge:

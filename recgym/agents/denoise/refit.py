@@ -85,7 +85,7 @@ class ReFiTConfig(ChainFinetunerConfig):
     baseline: str = "user"
     normalize_advantages: bool = True
     advantage_clip: float | None = None
-    kl_coef: float = 0.0
+    kl_coef: float = 1.0
     elbo_coef: float = 0.0
 
     def __post_init__(self) -> None:
@@ -113,6 +113,7 @@ class ReFiTLastStepConfig(ReFiTConfig):
     log_prob_reduce: str = "mean"
     samples_per_user: int = 32
     normalize_advantages: bool = False
+    kl_coef: float = 0.0
 
 
 class ReFiT(ChainFinetuner):

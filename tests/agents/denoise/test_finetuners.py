@@ -163,8 +163,8 @@ def test_chain_shares_prefix_and_replays(env) -> None:
 
 
 @pytest.mark.parametrize("over", [
-    {},  # the paper's MDP: all T steps, posterior stds, summed log-density; normalised RLOO advantages
-    {"kl_coef": 0.5},  # + the exact KL to the pre-trained chain at the visited states
+    {"kl_coef": 0.0},  # the paper's MDP: all T steps, posterior stds, summed log-density; normalised RLOO advantages
+    {},  # + the exact KL to the pre-trained chain at the visited states (the default, kl_coef 1)
     {"baseline": "greedy", "samples_per_user": 3},
     {"explore_steps": 2, "explore_std": 0.02, "log_prob_reduce": "mean", "normalize_advantages": False},
 ])
@@ -279,6 +279,10 @@ def test_model_selection_keeps_best_and_logs(env) -> None:
     assert [h["iteration"] for h in agent.history] == [0, 2, 4]
     best = max(agent.history, key=lambda h: h["Recall@20"])
     assert agent.best_iteration == best["iteration"]
+    # the wall-clock cost: cumulative seconds at each validation, the best one's kept
+    secs = [h["seconds"] for h in agent.history]
+    assert secs == sorted(secs) and secs[-1] <= agent.seconds and agent.best_seconds == best["seconds"]
+    assert 0 < agent.update_seconds < agent.seconds
     assert torch.equal(params(agent), torch.cat([v.flatten() for v in agent.best_state.values()]))
     assert agent.evaluate(("valid",))["valid"]["Recall@20"] == pytest.approx(best["Recall@20"])
     assert {"train/reward", "train/pg_loss", "valid/Recall@20"} <= set(logged)
@@ -328,6 +332,9 @@ def test_test_at_end_pairs_users_against_the_pretrained_model(env) -> None:
     tuned.learn(env, 2)
     g = tuned.final
     assert g["test/Recall@20"] - g["test/Recall@20_pretrained"] == pytest.approx(g["test/Recall@20_diff"])
+    # cost in user-episodes: 2 iterations x 64 users x 4 samples were sampled; none before the best (iteration 0)
+    assert g["user_episodes_to_best"] == 0 and g["seconds_to_best"] == 0.0
+    assert g["seconds_per_user_episode"] == pytest.approx(tuned.update_seconds / (2 * 64 * 4))
     ours = evaluate_scores_per_user(lambda x, u: tuned.scores(x), env.splits, which=("test",))["test"]
     base = evaluate_scores_per_user(lambda x, u: env.model.predict(x), env.splits, which=("test",))["test"]
     d = paired_difference(ours["NDCG@20"], base["NDCG@20"])
