@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -345,6 +346,28 @@ def sample_chain(
 # ----------------------------------------------------------------------------------------------- agents
 
 
+def paired_report(ours: dict[str, Any], ref: dict[str, Any], which: str = "test",
+                  ks: tuple[int, ...] = (10, 20)) -> dict[str, float]:
+    """Per-user metrics of a model (``ours``) against the pre-trained one (``ref``), both from
+    `recgym.recommenders.ranking.evaluate_scores_per_user` on split ``which``: for each metric M,
+    ``{which}/M``, ``{which}/M_pretrained``, the paired difference ``{which}/M_diff`` and its 95% interval
+    ``_diff_low`` / ``_diff_high`` (`recgym.metrics.paired_difference`), and ``{which}/users``."""
+    from recgym.metrics import paired_difference
+
+    if not np.array_equal(ours["users"], ref["users"]):
+        raise ValueError("paired_report: the two evaluations cover different users")
+    out: dict[str, float] = {f"{which}/users": float(len(ours["users"]))}
+    for m in (f"{n}@{k}" for n in ("Recall", "NDCG") for k in ks):
+        d = paired_difference(ours[m], ref[m])
+        out[f"{which}/{m}"] = float(ours[m].mean())
+        out[f"{which}/{m}_pretrained"] = float(ref[m].mean())
+        out[f"{which}/{m}_diff"] = d["mean"]
+        out[f"{which}/{m}_diff_low"] = d["ci_low"]
+        out[f"{which}/{m}_diff_high"] = d["ci_high"]
+    return out
+
+
+
 def metric_value(metrics: dict[str, Any], name: str) -> float:
     """``metrics[name]`` matched case-insensitively (``recall@20`` finds ``Recall@20``)."""
     for k, v in metrics.items():
@@ -489,24 +512,13 @@ class ChainFinetuner:
         ``seconds_to_best`` (wall seconds of `learn`, updates and validations, until the best validation
         point), ``seconds_total``, ``user_episodes_to_best`` (chains sampled until then: iterations x users x
         samples per user) and ``seconds_per_user_episode`` (update time per sampled chain)."""
-        from recgym.metrics import paired_difference
-
         ours = self.bridge.evaluate_per_user(self.policy, which, ks)
         ref = self.bridge.evaluate_per_user(None, which, ks)
         per_iter = self.bridge.num_envs * self.config.samples_per_user
-        out: dict[str, float] = {
-            "best_iteration": float(self.best_iteration), "seconds_to_best": self.best_seconds,
-            "seconds_total": self.seconds, "user_episodes_to_best": float(self.best_iteration * per_iter),
-            "seconds_per_user_episode": self.update_seconds / max(1, self.iteration * per_iter),
-            f"{which}/users": float(len(ours["users"]))}
-        for m in (f"{n}@{k}" for n in ("Recall", "NDCG") for k in ks):
-            d = paired_difference(ours[m], ref[m])
-            out[f"{which}/{m}"] = float(ours[m].mean())
-            out[f"{which}/{m}_pretrained"] = float(ref[m].mean())
-            out[f"{which}/{m}_diff"] = d["mean"]
-            out[f"{which}/{m}_diff_low"] = d["ci_low"]
-            out[f"{which}/{m}_diff_high"] = d["ci_high"]
-        return out
+        return {"best_iteration": float(self.best_iteration), "seconds_to_best": self.best_seconds,
+                "seconds_total": self.seconds, "user_episodes_to_best": float(self.best_iteration * per_iter),
+                "seconds_per_user_episode": self.update_seconds / max(1, self.iteration * per_iter),
+                **paired_report(ours, ref, which, ks)}
 
     def _tick(self) -> None:
         now = time.perf_counter()
