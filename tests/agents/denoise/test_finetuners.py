@@ -121,7 +121,6 @@ def test_one_shared_config_and_typed_registry() -> None:
         assert {f.name for f in dataclasses.fields(cfg)} == shared | own[name]
         spec = agent_spec(name)
         assert spec.config_cls is cfg and spec.factory is cls and spec.budget_unit == "iterations"
-        assert not spec.legacy
     assert ReFiTConfig().eval_every == 20 and DDPOConfig().lr == 1e-4
     # the paper's settings: all T steps stochastic with the model's posterior std, exact log-density summed,
     # lr 1e-3, 200 iterations
