@@ -60,9 +60,9 @@ def main(argv: list[str] | None = None) -> dict:
     # The DiffRec protocol on the test split, every test user, paired against the pre-trained model.
     rep = agent.final_report("test")
     for m in ("Recall@20", "NDCG@20"):
-        print(f"test {m}: pre-trained {rep[f'test/{m}_pretrained']:.4f}, {args.agent} {rep[f'test/{m}']:.4f}, "
-              f"paired difference {rep[f'test/{m}_diff']:+.4f} (95% CI {rep[f'test/{m}_diff_low']:+.4f} .. "
-              f"{rep[f'test/{m}_diff_high']:+.4f}, {rep['test/users']:.0f} users)")
+        print(f"test {m}: pre-trained {rep[f'test_{m}_pretrained']:.4f}, {args.agent} {rep[f'test_{m}']:.4f}, "
+              f"paired difference {rep[f'test_{m}_diff']:+.4f} (95% CI {rep[f'test_{m}_diff_low']:+.4f} .. "
+              f"{rep[f'test_{m}_diff_high']:+.4f}, {rep['test_users']:.0f} users)")
     return {"before": before, "after": after, "test": rep}
 
 

@@ -68,4 +68,4 @@ def test_finetune_refit_example(capsys) -> None:
     assert 0.0 < res["before"] <= 20.0 and 0.0 < res["after"] <= 20.0  # RACS counts hits in the top 20
     assert "mean RACS over 64 users: pre-trained" in out and "test NDCG@20: pre-trained" in out
     t = res["test"]
-    assert t["test/NDCG@20_diff_low"] <= t["test/NDCG@20_diff"] <= t["test/NDCG@20_diff_high"]
+    assert t["test_NDCG@20_diff_low"] <= t["test_NDCG@20_diff"] <= t["test_NDCG@20_diff_high"]

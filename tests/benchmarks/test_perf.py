@@ -47,3 +47,16 @@ def test_memory_helpers_and_phase_names() -> None:
     assert _peak_rss_mb() >= _rss_now_mb() > 0
     with pytest.raises(ValueError, match="phase='train'; valid: \\['pretrain', 'refit'\\]"):
         measure_phase("train", "synthetic", "cpu", 4, 2, 1, 1)
+
+
+def test_refit_cost_phases_in_the_same_units() -> None:
+    """Pre-training runs from scratch to its early stop (never the cache); fine-tuning reports its best
+    validation point."""
+    pre = measure_phase("pretrain", "synthetic", "cpu", 8, 0, 0, 1,
+                        pretrain_config={"max_epochs": 2, "eval_every": 1, "hidden": [8], "steps": 3})
+    assert 1 <= pre["best"] <= 2 and pre["work"] == 2 * 500 and pre["seconds"] > 0
+    assert 0 < pre["seconds_per_unit"] < pre["seconds"] / 1000 and pre["peak_rss_mb"] >= pre["base_rss_mb"]
+    ft = measure_phase("refit", "synthetic", "cpu", 8, 2, 1, 1, agent="refit_lastep",
+                       agent_config={"samples_per_user": 2})
+    assert ft["best"] in (0.0, 1.0, 2.0) and ft["work"] == ft["best"] * 8 * 2
+    assert ft["seconds"] <= ft["seconds_total"] and ft["seconds_per_unit"] > 0

@@ -350,20 +350,20 @@ def paired_report(ours: dict[str, Any], ref: dict[str, Any], which: str = "test"
                   ks: tuple[int, ...] = (10, 20)) -> dict[str, float]:
     """Per-user metrics of a model (``ours``) against the pre-trained one (``ref``), both from
     `recgym.recommenders.ranking.evaluate_scores_per_user` on split ``which``: for each metric M,
-    ``{which}/M``, ``{which}/M_pretrained``, the paired difference ``{which}/M_diff`` and its 95% interval
-    ``_diff_low`` / ``_diff_high`` (`recgym.metrics.paired_difference`), and ``{which}/users``."""
+    ``{which}_M``, ``{which}_M_pretrained``, the paired difference ``{which}_M_diff`` and its 95% interval
+    ``_diff_low`` / ``_diff_high`` (`recgym.metrics.paired_difference`), and ``{which}_users``."""
     from recgym.metrics import paired_difference
 
     if not np.array_equal(ours["users"], ref["users"]):
         raise ValueError("paired_report: the two evaluations cover different users")
-    out: dict[str, float] = {f"{which}/users": float(len(ours["users"]))}
+    out: dict[str, float] = {f"{which}_users": float(len(ours["users"]))}
     for m in (f"{n}@{k}" for n in ("Recall", "NDCG") for k in ks):
         d = paired_difference(ours[m], ref[m])
-        out[f"{which}/{m}"] = float(ours[m].mean())
-        out[f"{which}/{m}_pretrained"] = float(ref[m].mean())
-        out[f"{which}/{m}_diff"] = d["mean"]
-        out[f"{which}/{m}_diff_low"] = d["ci_low"]
-        out[f"{which}/{m}_diff_high"] = d["ci_high"]
+        out[f"{which}_{m}"] = float(ours[m].mean())
+        out[f"{which}_{m}_pretrained"] = float(ref[m].mean())
+        out[f"{which}_{m}_diff"] = d["mean"]
+        out[f"{which}_{m}_diff_low"] = d["ci_low"]
+        out[f"{which}_{m}_diff_high"] = d["ci_high"]
     return out
 
 
@@ -501,14 +501,16 @@ class ChainFinetuner:
             self.policy.load_state_dict(self.best_state)
         if c.test_at_end:
             self.final = self.final_report()
+            if math.isfinite(self.best_valid):  # the kept weights' validation score
+                self.final = {f"valid_{c.select_metric}": self.best_valid, **self.final}
             log_scalars(logger, self.final, self.iteration)
             self.history.append({"iteration": self.iteration, **self.final})
 
     def final_report(self, which: str = "test", ks: tuple[int, ...] = (10, 20)) -> dict[str, float]:
         """The current weights against the pre-trained model on a split, user by user (all users with ground
-        truth there): for each metric M, ``{which}/M`` (ours), ``{which}/M_pretrained``, and the paired
-        difference ``{which}/M_diff`` with its 95% interval ``_diff_low`` / ``_diff_high``
-        (`recgym.metrics.paired_difference`); plus ``{which}/users`` and the cost: ``best_iteration``,
+        truth there): for each metric M, ``{which}_M`` (ours), ``{which}_M_pretrained``, and the paired
+        difference ``{which}_M_diff`` with its 95% interval ``_diff_low`` / ``_diff_high``
+        (`recgym.metrics.paired_difference`); plus ``{which}_users`` and the cost: ``best_iteration``,
         ``seconds_to_best`` (wall seconds of `learn`, updates and validations, until the best validation
         point), ``seconds_total``, ``user_episodes_to_best`` (chains sampled until then: iterations x users x
         samples per user) and ``seconds_per_user_episode`` (update time per sampled chain)."""

@@ -323,19 +323,19 @@ def test_test_at_end_pairs_users_against_the_pretrained_model(env) -> None:
     f = agent.final
     assert agent.history[-1] == {"iteration": 0, **f} and f["best_iteration"] == 0
     ref = env.evaluate(which=("test",))["test"]
-    assert f["test/Recall@20"] == pytest.approx(ref["Recall@20"]) and f["test/users"] == ref["users"]
-    assert (f["test/NDCG@20_diff"], f["test/NDCG@20_diff_low"], f["test/NDCG@20_diff_high"]) == (0.0, 0.0, 0.0)
-    assert logged["test/NDCG@20_pretrained"] == pytest.approx(ref["NDCG@20"])
+    assert f["test_Recall@20"] == pytest.approx(ref["Recall@20"]) and f["test_users"] == ref["users"]
+    assert (f["test_NDCG@20_diff"], f["test_NDCG@20_diff_low"], f["test_NDCG@20_diff_high"]) == (0.0, 0.0, 0.0)
+    assert logged["test_NDCG@20_pretrained"] == pytest.approx(ref["NDCG@20"])
     tuned = ReFiT(env, ReFiTConfig(seed=0, eval_every=0, keep_best=False, progress=False, test_at_end=True,
                                    lr=1e-2))
     tuned.learn(env, 2)
     g = tuned.final
-    assert g["test/Recall@20"] - g["test/Recall@20_pretrained"] == pytest.approx(g["test/Recall@20_diff"])
+    assert g["test_Recall@20"] - g["test_Recall@20_pretrained"] == pytest.approx(g["test_Recall@20_diff"])
     # cost in user-episodes: 2 iterations x 64 users x 4 samples were sampled; none before the best (iteration 0)
     assert g["user_episodes_to_best"] == 0 and g["seconds_to_best"] == 0.0
     assert g["seconds_per_user_episode"] == pytest.approx(tuned.update_seconds / (2 * 64 * 4))
     ours = evaluate_scores_per_user(lambda x, u: tuned.scores(x), env.splits, which=("test",))["test"]
     base = evaluate_scores_per_user(lambda x, u: env.model.predict(x), env.splits, which=("test",))["test"]
     d = paired_difference(ours["NDCG@20"], base["NDCG@20"])
-    assert (g["test/NDCG@20_diff_low"], g["test/NDCG@20_diff_high"]) == pytest.approx((d["ci_low"], d["ci_high"]))
-    assert g["test/NDCG@20_diff_low"] < g["test/NDCG@20_diff"] < g["test/NDCG@20_diff_high"]
+    assert (g["test_NDCG@20_diff_low"], g["test_NDCG@20_diff_high"]) == pytest.approx((d["ci_low"], d["ci_high"]))
+    assert g["test_NDCG@20_diff_low"] < g["test_NDCG@20_diff"] < g["test_NDCG@20_diff_high"]

@@ -34,8 +34,8 @@ def test_sb3_on_guidance_learns_saves_and_evaluates(env, tmp_path, name) -> None
     # one record at the end: validation on all users, test paired against the frozen chain
     (rec,) = agent.history
     assert rec["step"] == 320 and rec["Recall@20"] == pytest.approx(agent.evaluate(("valid",))["valid"]["Recall@20"])
-    assert rec["test/Recall@20_pretrained"] == pytest.approx(env.evaluate(which=("test",))["test"]["Recall@20"])
-    assert rec["test/NDCG@20_diff_low"] <= rec["test/NDCG@20_diff"] <= rec["test/NDCG@20_diff_high"]
+    assert rec["test_Recall@20_pretrained"] == pytest.approx(env.evaluate(which=("test",))["test"]["Recall@20"])
+    assert rec["test_NDCG@20_diff_low"] <= rec["test_NDCG@20_diff"] <= rec["test_NDCG@20_diff_high"]
     obs, _ = env.reset(seed=0)
     a = agent.act(obs, {})
     assert a.shape == (16, 4) and bool((a.abs() <= 1).all())
