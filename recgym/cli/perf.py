@@ -77,3 +77,25 @@ def refit_cost(
     from recgym.benchmarks.perf.denoise import refit_cost as measure
 
     print_rows("ReFiT cost", measure(data, device, batch, iterations, eval_every, threads, agent), json_out)
+
+
+@app.command("refit-snr")
+def refit_snr(
+    data: str = typer.Option("ml1m", "--data"),
+    agents: str = typer.Option("refit,refit_lastep", "--agents"),
+    iterations: int = typer.Option(16, "--iterations", help="gradient estimates per agent"),
+    batch: int = typer.Option(64, "--batch", help="users per iteration (paper: 64)"),
+    device: str = typer.Option("cpu", "--device"),
+    threads: int = typer.Option(1, "--threads"),
+    diffrec_config: str = typer.Option(None, "--diffrec-config", help="JSON overrides of the env's DiffRecConfig"),
+    json_out: str = typer.Option(None, "--json-out"),
+) -> None:
+    """Signal in the chain fine-tuners' policy gradient at the pre-trained weights (cosine of the two halves'
+    means, per-iteration SNR)."""
+    import json
+
+    from recgym.benchmarks.perf.denoise import refit_gradient_snr
+
+    env_kwargs = {"config": json.loads(diffrec_config)} if diffrec_config else None
+    rows = refit_gradient_snr(data, split_list(agents, "--agents"), iterations, batch, device, threads, env_kwargs)
+    print_rows("ReFiT gradient signal", rows, json_out)
