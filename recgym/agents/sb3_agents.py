@@ -74,6 +74,7 @@ class SB3Config(AgentConfig):
     gradient_steps: int = 1  # sac / td3
     action_noise: float | None = None  # td3 Gaussian exploration std; None: none on rec envs, 0.1 on DiffusionDenoise
     guidance_dim: int | None = None  # DiffusionDenoise envs only: featurizer directions (None: the env's)
+    test_at_end: bool = False  # DiffusionDenoise envs only: test paired against the frozen chain after learn
     device: str | None = None  # SB3 model device (None: the env's)
     tensorboard_log: str | None = None
 
@@ -228,7 +229,8 @@ def _denoise_agent(name: str, env: Any, cfg: SB3Config) -> Any:
     if changed:
         raise ValueError(f"{name}: {changed} apply to rec envs only, not to a DiffusionDenoise env")
     shared = ("seed", "lr", "gamma", "net_arch", "batch_size", "buffer_size", "learning_starts", "train_freq",
-              "gradient_steps", "action_noise", "guidance_dim", "tensorboard_log", "progress", "device")
+              "gradient_steps", "action_noise", "guidance_dim", "tensorboard_log", "progress", "device",
+              "test_at_end")
     values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name in shared}
     return make_denoise_sb3(name, env, **{k: v for k, v in values.items() if v is not None})
 

@@ -80,16 +80,18 @@ def denoise(
 def refit_cost(
     data: str = typer.Option("ml1m", "--data"),
     device: str = typer.Option("cpu", "--device"),
-    batch: int = typer.Option(64, "--batch", help="users per ReFiT iteration (paper: 64)"),
-    samples_per_user: int = typer.Option(32, "--samples-per-user"),
-    iterations: int = typer.Option(3, "--iterations", help="ReFiT iterations timed"),
+    batch: int = typer.Option(64, "--batch", help="users per fine-tuning iteration (paper: 64)"),
+    iterations: int = typer.Option(200, "--iterations", help="fine-tuning iterations (paper: 200)"),
+    eval_every: int = typer.Option(20, "--eval-every", help="iterations between validations (all users)"),
+    agent: str = typer.Option("refit", "--agent", help="refit or refit_lastep"),
     threads: int = typer.Option(2, "--threads"),
     json_out: str = typer.Option(None, "--json-out"),
 ) -> None:
-    """Seconds per ReFiT iteration vs per DiffRec pre-training epoch, and each phase's peak memory."""
+    """Fine-tuning to its best validation point vs DiffRec pre-training to convergence: wall time, work, peak
+    memory (each phase in a fresh process; pre-training runs from scratch)."""
     from recgym.benchmarks.perf.denoise import refit_cost as measure
 
-    print_rows("ReFiT cost", measure(data, device, batch, samples_per_user, iterations, threads), json_out)
+    print_rows("ReFiT cost", measure(data, device, batch, iterations, eval_every, threads, agent), json_out)
 
 
 @app.command("pretrain")
@@ -132,3 +134,26 @@ def pretrain(
     except ValueError as err:  # a non-empty --cache-dir
         raise typer.BadParameter(str(err)) from err
     print_rows(f"DiffusionDenoise-{data}: cold gym.make and DiffRec pre-training", rows, json_out)
+
+
+
+@app.command("refit-snr")
+def refit_snr(
+    data: str = typer.Option("ml1m", "--data"),
+    agents: str = typer.Option("refit,refit_lastep", "--agents"),
+    iterations: int = typer.Option(16, "--iterations", help="gradient estimates per agent"),
+    batch: int = typer.Option(64, "--batch", help="users per iteration (paper: 64)"),
+    device: str = typer.Option("cpu", "--device"),
+    threads: int = typer.Option(1, "--threads"),
+    diffrec_config: str = typer.Option(None, "--diffrec-config", help="JSON overrides of the env's DiffRecConfig"),
+    json_out: str = typer.Option(None, "--json-out"),
+) -> None:
+    """Signal in the chain fine-tuners' policy gradient at the pre-trained weights (cosine of the two halves'
+    means, per-iteration SNR)."""
+    import json
+
+    from recgym.benchmarks.perf.denoise import refit_gradient_snr
+
+    env_kwargs = {"config": json.loads(diffrec_config)} if diffrec_config else None
+    rows = refit_gradient_snr(data, split_list(agents, "--agents"), iterations, batch, device, threads, env_kwargs)
+    print_rows("ReFiT gradient signal", rows, json_out)

@@ -32,26 +32,32 @@ inf in any mode raises a ValueError naming the env and the count (``validate_act
 and its device sync). With the frozen model acting (``latent`` with ``a = env.posterior_mean(x_t, t)``, or
 action 0 in the other two modes) ``x_0`` equals ``DiffRec.predict`` on the input history bit for bit.
 
-**Reward items** (never test items). ``reward_items="holdout"`` (default): each episode hides a random
-``holdout_frac`` of the user's training items from the input (at least one hidden, at least one kept;
-redrawn every episode from the env's per-episode randomness) and scores their recovery; only users with at
-least 2 training items are drawn. ``reward_items="valid"``: the input is the full training row and the
-validation split is scored (users with validation items). Ranking always excludes the input items.
+**Reward items** (never valid or test items unless asked). ``reward_items="train"`` (default, ReFiT's
+setting: fine-tuning uses the observed training interactions only): the input is the user's full training row,
+as in evaluation, and the reward items are those same observed items; the top-K list ranks all items (nothing
+is excluded: the targets are the input). ``"holdout"``: each episode hides a random ``holdout_frac`` of the
+user's training items from the input (at least one hidden, at least one kept; redrawn every episode from the
+env's per-episode randomness) and scores their recovery; only users with at least 2 training items are drawn.
+``"valid"``: the input is the full training row and the validation split is scored (users with validation
+items). With ``holdout`` and ``valid`` the ranking excludes the input items.
 
-**Reward** (at the last step only, 0 before). With ``L`` the top-K of ``x_0`` (input items excluded) and
-``R`` the reward items:
+**Reward** (at the last step only, 0 before). With ``L`` the top-K of ``x_0`` and ``R`` the reward items,
+``S(u)`` the ``n_similar`` (10) users most similar to u by cosine similarity of binary training rows (u
+excluded, positive similarity only) and ``I_v`` the training items of v:
 
-- ``N_K = |L ∩ R| / min(|R|, K)``: the normalised hits (1 = as many hits as possible).
-- ``N_simK``: the collaborative signal of the ``n_similar`` (10) most similar users ``S(u)`` by cosine
-  similarity of binary training rows (u excluded). Item weights ``w_u(i) = sum_{v in S(u)} cos(u, v) X[v, i] /
-  sum_{v in S(u)} cos(u, v)`` (in [0, 1]); ``N_simK = sum_{i in L} w_u(i) / max_{|L'| = K} sum_{i in L'}
-  w_u(i)``, the best K-list over the same rankable items (0 when the neighbours hold no rankable item). It
-  rewards lists that hit what similar users hold, i.e. high-order collaborative signal.
-- ``reward="racs"``: ``alpha * N_K + (1 - alpha) * N_simK`` (alpha 0.5, K 20); ``"ra"``: ``N_K``;
-  ``"ndcg"``: NDCG@K of ``L`` on ``R`` (binary gains, IDCG over ``min(|R|, K)``).
+- ``reward="racs"`` (ReFiT's RACS, counting hits): ``alpha * N_K + (1 - alpha) * N_simK`` with ``N_K = |L ∩
+  R|`` (true positives in the user's top K) and ``N_simK = mean_{v in S(u)} |L ∩ I_v|`` (true positives of the
+  same list for the similar users, averaged over them; 0 without a neighbour), alpha 0.5, K 20. Both terms
+  count hits, so the reward lies in [0, K]. ``"ra"``: ``N_K`` alone (the paper's r_RA).
+- ``reward="racs_norm"`` / ``"ra_norm"`` (recgym's earlier, normalised form): ``N_K = |L ∩ R| / min(|R|, K)``;
+  ``N_simK = sum_{i in L} w_u(i) / max_{|L'| = K} sum_{i in L'} w_u(i)`` with cosine-weighted item weights
+  ``w_u(i) = sum_{v in S(u)} cos(u, v) X[v, i] / sum_{v in S(u)} cos(u, v)``, the best K-list taken over the
+  same rankable items (0 when the neighbours hold none). Both lie in [0, 1].
+- ``"ndcg"``: NDCG@K of ``L`` on ``R`` (binary gains, IDCG over ``min(|R|, K)``).
 
 **Info.** At the step that ends an episode ``info["episode_metrics"]`` holds float32 [B] ``recall``
-(``|L ∩ R| / |R|``), ``ndcg``, ``n_k``, ``n_simk``, ``reward`` and int64 [B, K] ``topk``, valid where
+(``|L ∩ R| / |R|``), ``ndcg``, ``n_k``, ``n_simk`` (in the env's reward form: counts, or normalised for the
+``*_norm`` rewards), ``reward`` and int64 [B, K] ``topk``, valid where
 ``info["_episode_metrics"]`` is True. ``info["user"]`` (int64 [B]) is the current user id at every step.
 
 **For ReFiT / DDPO.** ``env.model`` (the frozen `DiffRec`), ``env.denoiser`` (its frozen network, eval mode,
@@ -102,8 +108,9 @@ __all__ = [
 ]
 
 ACTION_MODES = ("latent", "residual", "guidance")
-REWARDS = ("racs", "ra", "ndcg")
-REWARD_ITEMS = ("holdout", "valid")
+REWARDS = ("racs", "ra", "racs_norm", "ra_norm", "ndcg")
+REWARD_ITEMS = ("train", "holdout", "valid")
+SIGNAL_WEIGHTING = ("uniform", "cosine")
 DEFAULT_SCALE = {"latent": 1.0, "residual": 0.05, "guidance": 1.0}
 
 _P_USER, _P_HOLD, _P_NOISE1, _P_NOISE2 = 11, 12, 13, 14
@@ -112,12 +119,17 @@ _P_USER, _P_HOLD, _P_NOISE1, _P_NOISE2 = 11, 12, 13, 14
 # ----------------------------------------------------------------------------------------------- resources
 
 
-def similar_user_signal(train: torch.Tensor, n_similar: int = 10, chunk: int = 512) -> torch.Tensor:
+def similar_user_signal(train: torch.Tensor, n_similar: int = 10, chunk: int = 512,
+                        weighting: str = "cosine") -> torch.Tensor:
     """Item weights ``w_u(i)`` from each user's ``n_similar`` most cosine-similar users (float32 [U, I]).
 
-    ``w_u = sum_v cos(u, v) X[v] / sum_v cos(u, v)`` over the top neighbours ``v != u``; a row is 0 when the
-    user has no neighbour with positive similarity.
+    Over the top neighbours ``v != u`` with positive similarity: ``weighting="cosine"``: ``w_u = sum_v cos(u, v)
+    X[v] / sum_v cos(u, v)``; ``"uniform"``: ``w_u = mean_v X[v]``, so ``sum_{i in L} w_u(i)`` is the mean over
+    the neighbours of their hits in a list L (RACS's N_simK). A row is 0 when the user has no neighbour with
+    positive similarity.
     """
+    if weighting not in SIGNAL_WEIGHTING:
+        raise ValueError(f"weighting={weighting!r}, expected one of {SIGNAL_WEIGHTING}")
     n_users = train.shape[0]
     k = min(int(n_similar), n_users - 1)
     if k < 1:
@@ -130,6 +142,8 @@ def similar_user_signal(train: torch.Tensor, n_similar: int = 10, chunk: int = 5
         sim[torch.arange(hi - lo, device=train.device), torch.arange(lo, hi, device=train.device)] = -1.0
         s, idx = sim.topk(k, dim=1)
         s = s.clamp(min=0.0)
+        if weighting == "uniform":
+            s = (s > 0).to(s.dtype)
         denom = s.sum(1, keepdim=True)
         wgt = torch.where(denom > 0, s / denom.clamp(min=1e-12), torch.zeros_like(s))
         out[lo:hi] = torch.einsum("bk,bki->bi", wgt, train[idx])
@@ -158,13 +172,14 @@ class DenoiseResources:
     train: torch.Tensor  # float32 [U, I] binary
     valid: torch.Tensor  # bool [U, I]
     n_train: torch.Tensor  # int64 [U]
-    signal: dict[int, torch.Tensor]  # n_similar -> float32 [U, I]
+    signal: dict[tuple[int, str], torch.Tensor]  # (n_similar, weighting) -> float32 [U, I]
     basis: dict[int, torch.Tensor]  # G -> float32 [G, I]
 
-    def similar(self, n_similar: int) -> torch.Tensor:
-        if n_similar not in self.signal:
-            self.signal[n_similar] = similar_user_signal(self.train, n_similar)
-        return self.signal[n_similar]
+    def similar(self, n_similar: int, weighting: str = "cosine") -> torch.Tensor:
+        key = (int(n_similar), weighting)
+        if key not in self.signal:
+            self.signal[key] = similar_user_signal(self.train, n_similar, weighting=weighting)
+        return self.signal[key]
 
     def guidance(self, g: int) -> torch.Tensor:
         if g not in self.basis:
@@ -254,7 +269,7 @@ class DiffusionDenoiseEnv(BatchedEnv):
         alpha: float = 0.5,
         k: int = 20,
         n_similar: int = 10,
-        reward_items: str = "holdout",
+        reward_items: str = "train",
         holdout_frac: float = 0.2,
         start_noise: int = 0,
         flat: bool = False,
@@ -332,8 +347,10 @@ class DiffusionDenoiseEnv(BatchedEnv):
         # user pool: users that can carry a reward
         if reward_items == "valid":
             eligible = res.valid.any(1)
-        else:
+        elif reward_items == "holdout":
             eligible = res.n_train >= 2
+        else:
+            eligible = res.n_train >= 1
         if users is None:
             pool = torch.nonzero(eligible).flatten()
         else:
@@ -347,7 +364,9 @@ class DiffusionDenoiseEnv(BatchedEnv):
             raise ValueError(f"dataset {res.name!r} has no user with reward items for reward_items={reward_items!r}")
         self.users_pool = pool
         self._eligible = eligible
-        self.signal = res.similar(self.n_similar)  # N_simK is reported in info for every reward kind
+        # N_simK is reported in info for every reward kind: counting (uniform) unless the reward is normalised
+        self.normalized = reward in ("racs_norm", "ra_norm")
+        self.signal = res.similar(self.n_similar, "cosine" if self.normalized else "uniform")
         self.basis = res.guidance(self.guidance_dim) if action_mode == "guidance" else None
         self._item_ids = torch.arange(n, dtype=torch.int64, device=dev)
         self._disc = 1.0 / torch.log2(torch.arange(2, self.k + 2, dtype=torch.float32, device=dev))
@@ -420,28 +439,39 @@ class DiffusionDenoiseEnv(BatchedEnv):
                 return self.model.log_prob(x_prev, x_t, tm, reduce=reduce)
         return self.model.log_prob(x_prev, x_t, tm, reduce=reduce, denoiser=denoiser)
 
+    def ranking_exclusion(self) -> torch.Tensor | None:
+        """Items the current episodes' top-K lists may not contain (bool [B, n_items]): the input history, or
+        None with ``reward_items="train"`` (the targets are the input itself)."""
+        return None if self.reward_items == "train" else self.history > 0
+
     def terminal_reward(self, x0: torch.Tensor) -> dict[str, torch.Tensor]:
         """Reward and metrics of final scores ``x0`` [B, n_items] for the current episodes (see module doc)."""
         if tuple(x0.shape) != (self.num_envs, self.n_items):
             raise ValueError(f"x0 has shape {tuple(x0.shape)}, expected ({self.num_envs}, {self.n_items})")
         from recgym.metrics import topk_from_scores
 
-        excl = self.history > 0
+        excl = self.ranking_exclusion()
         top = topk_from_scores(x0, self.k, exclude_mask=excl)
         hits = self.reward_mask.gather(1, top).to(torch.float32)
         n_hit = hits.sum(1)
         n_r = self.reward_mask.sum(1)
         cap = n_r.clamp(max=self.k)
-        n_k = n_hit / cap.clamp(min=1).to(torch.float32)
         recall = n_hit / n_r.clamp(min=1).to(torch.float32)
         ndcg = (hits * self._disc).sum(1) / self._idcg[cap].clamp(min=1e-12)
-        w = self.signal[self.user].masked_fill(excl, 0.0)
-        best = w.topk(self.k, dim=1).values.sum(1)
+        w = self.signal[self.user]
         gain = w.gather(1, top).sum(1)
-        n_simk = torch.where(best > 0, gain / best.clamp(min=1e-12), torch.zeros_like(best))
-        if self.reward_kind == "racs":
+        if self.normalized:
+            n_k = n_hit / cap.clamp(min=1).to(torch.float32)
+            if excl is not None:
+                w = w.masked_fill(excl, 0.0)
+            best = w.topk(self.k, dim=1).values.sum(1)
+            n_simk = torch.where(best > 0, gain / best.clamp(min=1e-12), torch.zeros_like(best))
+        else:  # counts: hits of L on R, and the neighbours' mean hits of L on their own items
+            n_k = n_hit
+            n_simk = gain
+        if self.reward_kind in ("racs", "racs_norm"):
             r = self.alpha * n_k + (1.0 - self.alpha) * n_simk
-        elif self.reward_kind == "ra":
+        elif self.reward_kind in ("ra", "ra_norm"):
             r = n_k
         else:
             r = ndcg
@@ -491,6 +521,9 @@ class DiffusionDenoiseEnv(BatchedEnv):
         if self.reward_items == "valid":
             hist = row
             rmask = self.resources.valid[user]
+        elif self.reward_items == "train":
+            hist = row
+            rmask = has
         else:
             u = self._uniform(_P_HOLD)
             hold = has & (u < self.holdout_frac)
