@@ -73,7 +73,7 @@ WORLD_MODEL_METHODS = ("r3s", "dorl", "mopo", "mbpo", "roler")  # A2C in Interac
 GT_TRAIN_ENV = TrainEnvSpec("GroundTruthRec")
 # Defaults of gt and the world-model methods (see the module docstring); the same for all: they face the same
 # per-user ranking problem, only with a learned reward.
-LOSS_TAGS = ("loss/total", "loss/policy", "loss/value", "loss/entropy")
+LOSS_TAGS = ("loss/total", "loss/policy", "loss/entropy", "loss/value")
 RANKING_DEFAULTS: dict[str, Any] = {"tracker": {"user_dim": 32}, "head": "tied", "ent_coef": 1.0}
 
 
@@ -355,7 +355,7 @@ class A2CAgent:
                     # The rollout keeps copies: the env may update its observation and mask tensors in place.
                     mask = roll.store_obs(t, obs, info)
                     logits, value = self.net(obs)
-                    # (a row with nothing allowed samples item 0: only an ended env, whose action is ignored)
+                    # (a row with nothing allowed samples any item: only an ended env, whose action is ignored)
                     action = sample_categorical(logits, self.gen, mask)
                     obs, reward, term, trunc, info = train_env.step(action)
                     reward = torch.as_tensor(reward, device=self.device, dtype=torch.float32)
@@ -418,6 +418,8 @@ class A2CAgent:
         mb = n if cfg.minibatch_size <= 0 else min(cfg.minibatch_size, n)
         stats: list[torch.Tensor] = []
         params = list(self.net.parameters())
+        coef = torch.tensor([-1.0, -cfg.ent_coef, cfg.vf_coef], device=self.device)
+        sign = torch.tensor([-1.0, 1.0, 1.0], device=self.device)  # logged: policy loss, entropy, value loss
         for _ in range(cfg.update_epochs):
             if mb < n:  # shuffle once per pass; the minibatches are then slices (views)
                 order = torch.randperm(n, generator=self.gen, device=self.device)
@@ -428,17 +430,16 @@ class A2CAgent:
                 batch = shuffled if mb == n else {k: x[start:start + mb] for k, x in shuffled.items()}
                 logits, values = self.net({k: batch[k] for k in roll.obs_keys})
                 logp, ent = PolicyTerms.apply(logits, batch["blocked"], batch["act"])
-                # means over the real transitions of the minibatch (the advantages are 0 on the others)
-                norm = 1.0 / batch["w"].sum().clamp(min=1.0)
-                pg_loss = -(logp * batch["adv"]).sum() * norm
-                ent = (ent * batch["w"]).sum() * norm
-                v_loss = ((values - batch["ret"]).square() * batch["w"]).sum() * norm
-                loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
+                # [policy gain, entropy, value loss] averaged over the real transitions of the minibatch (weight w;
+                # the advantages are 0 on the others), then loss = -gain - ent_coef * entropy + vf_coef * value loss
+                terms = torch.stack([logp * batch["adv"], ent, (values - batch["ret"]).square()])
+                means = (terms @ batch["w"]) / batch["w"].sum().clamp(min=1.0)
+                loss = means @ coef
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(params, cfg.max_grad_norm, foreach=True)
                 self.opt.step()
-                stats.append(torch.stack([loss, pg_loss, v_loss, ent]).detach())
+                stats.append(torch.cat([loss.detach().view(1), means.detach() * sign]))
         return torch.stack(stats).mean(0)  # LOSS_TAGS, averaged over the Adam steps
 
     # -- persistence -----------------------------------------------------------------------------------

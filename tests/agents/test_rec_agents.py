@@ -335,10 +335,14 @@ def test_sample_categorical_follows_softmax_and_mask():
     a = sample_categorical(logits, gen, mask)
     freq = torch.bincount(a, minlength=4).float() / n
     assert torch.allclose(freq, torch.tensor([1 / 6, 2 / 6, 3 / 6, 0.0]), atol=0.01), freq
-    # -inf logits are never drawn either; a row with nothing allowed returns item 0
+    # -inf logits are never drawn either, nor are zero-probability items at either end of the row
     b = sample_categorical(torch.tensor([[float("-inf"), 0.0, float("-inf")]] * 100), gen)
     assert bool((b == 1).all())
-    assert sample_categorical(torch.zeros(2, 3), gen, torch.zeros(2, 3, dtype=torch.bool)).tolist() == [0, 0]
+    c = sample_categorical(torch.tensor([[-200.0, 0.0, -200.0]] * 100), gen, torch.tensor([[True, True, False]] * 100))
+    assert set(c.tolist()) == {1}  # item 0 has probability ~1e-87: exactly 0 in float32
+    # a row with nothing allowed still returns an item in range (only ended envs, whose action is ignored)
+    d = sample_categorical(torch.zeros(2, 3), gen, torch.zeros(2, 3, dtype=torch.bool))
+    assert bool(((d >= 0) & (d < 3)).all())
     # same generator state, same draws
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     assert torch.equal(sample_categorical(logits[:50], g1, mask[:50]), sample_categorical(logits[:50], g2, mask[:50]))
