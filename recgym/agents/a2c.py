@@ -133,10 +133,18 @@ class ActorCritic(nn.Module):
 
     def forward(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.tracker(obs)
-        logits = _run_mlp(self.actor, s)
+        return self.logits(s), _run_mlp(self.critic, s).squeeze(-1)
+
+    def logits(self, s: torch.Tensor) -> torch.Tensor:
+        """Item logits [B, n_items] of tracker states ``s``."""
+        out = _run_mlp(self.actor, s)
         if self.head == "tied":
-            logits = torch.addmm(self.item_bias, logits, self.tracker.item_emb.weight[:-1].T)
-        return logits, _run_mlp(self.critic, s).squeeze(-1)
+            out = torch.addmm(self.item_bias, out, self.tracker.item_emb.weight[:-1].T)
+        return out
+
+    def policy(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The actor alone: item logits [B, n_items]."""
+        return self.logits(self.tracker(obs))
 
     def value(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """The critic alone: V(s) [B]."""
@@ -188,23 +196,28 @@ class PolicyTerms(torch.autograd.Function):
 
 class Rollout:
     """One rollout of T steps of B envs. The observations and masks the env hands out are copied into
-    preallocated [T, B, ...] buffers (an env may update those tensors in place); the agent's own per-step
-    tensors (actions, values of the acting forward pass, scaled rewards, ``done`` / ``valid`` flags, running
-    episode returns) are fresh each step, kept by reference and stacked once by `finish`."""
+    preallocated buffers (an env may update those tensors in place): [T + 1, B, ...] observations (slot T: the
+    observation after the last step, for the bootstrap value) and [T, B, n_items] masks. The agent's own per-step
+    tensors (actions, scaled rewards, ``done`` / ``valid`` flags, running episode returns) are fresh each step,
+    kept by reference and stacked once by `finish`."""
 
-    FIELDS = ("act", "value", "rew", "done", "valid", "ep_ret")
+    FIELDS = ("act", "rew", "done", "valid", "ep_ret")
 
     def __init__(self, T: int, obs: dict[str, torch.Tensor], n_items: int, device: torch.device) -> None:
+        self.T = T
         self.obs_keys = tuple(obs)
-        self.obs = {k: torch.empty((T, *v.shape), dtype=v.dtype, device=device) for k, v in obs.items()}
+        self.obs = {k: torch.empty((T + 1, *v.shape), dtype=v.dtype, device=device) for k, v in obs.items()}
         B = int(next(iter(obs.values())).shape[0])
         self.mask = torch.ones(T, B, n_items, dtype=torch.bool, device=device)
         self.steps: list[tuple[torch.Tensor, ...]] = []
 
-    def store_obs(self, t: int, obs: dict[str, torch.Tensor], info: dict[str, Any] | None) -> torch.Tensor:
-        """Copy step ``t``'s observation and action mask (all True when the env gives none); return the mask."""
+    def store_obs(self, t: int, obs: dict[str, torch.Tensor], info: dict[str, Any] | None = None) -> torch.Tensor:
+        """Copy step ``t``'s observation and (for t < T) action mask (all True when the env gives none); return
+        the stored mask."""
         for k in self.obs_keys:
             self.obs[k][t].copy_(obs[k])
+        if t == self.T:
+            return self.mask[0]
         mask = None if info is None else info.get("action_mask")
         if mask is None:
             self.mask[t].fill_(True)
@@ -213,20 +226,20 @@ class Rollout:
         return self.mask[t]
 
     def store_step(self, *tensors: torch.Tensor) -> None:
-        """Step ``len(steps)``'s (action, value, scaled reward, done, valid, episode return so far) [B] each."""
+        """Step ``len(steps)``'s (action, scaled reward, done, valid, episode return so far) [B] each."""
         self.steps.append(tensors)
 
-    def finish(self) -> None:
-        """Stack the stored steps into [T, B] tensors ``act``, ``value``, ``rew``, ``done``, ``valid``, ``ep_ret``."""
+    def finish(self, last_obs: dict[str, torch.Tensor]) -> None:
+        """Store the observation after the last step and stack the steps into [T, B] tensors ``act``, ``rew``,
+        ``done``, ``valid``, ``ep_ret``."""
+        self.store_obs(self.T, last_obs)
         for name, col in zip(self.FIELDS, zip(*self.steps, strict=True), strict=True):
             setattr(self, name, torch.stack(col))
         self.steps = []
 
-    def flat(self) -> dict[str, torch.Tensor]:
-        """Observations, masks and actions as [T * B, ...] views."""
-        out = {k: x.flatten(0, 1) for k, x in self.obs.items()}
-        out["mask"], out["act"] = self.mask.flatten(0, 1), self.act.flatten()
-        return out
+    def flat_obs(self) -> dict[str, torch.Tensor]:
+        """The T + 1 observations of every env as [(T + 1) * B, ...] views (the last B rows: the bootstrap ones)."""
+        return {k: x.flatten(0, 1) for k, x in self.obs.items()}
 
     def finished_returns(self) -> torch.Tensor:
         """The returns of the episodes that ended in this rollout."""
@@ -354,9 +367,8 @@ class A2CAgent:
                         roll = Rollout(T, obs, tspec.n_items, self.device)
                     # The rollout keeps copies: the env may update its observation and mask tensors in place.
                     mask = roll.store_obs(t, obs, info)
-                    logits, value = self.net(obs)
                     # (a row with nothing allowed samples any item: only an ended env, whose action is ignored)
-                    action = sample_categorical(logits, self.gen, mask)
+                    action = sample_categorical(self.net.policy(obs), self.gen, mask)
                     obs, reward, term, trunc, info = train_env.step(action)
                     reward = torch.as_tensor(reward, device=self.device, dtype=torch.float32)
                     done = torch.as_tensor(term, device=self.device) | torch.as_tensor(trunc, device=self.device)
@@ -364,14 +376,14 @@ class A2CAgent:
                         valid = ~prev_done
                         done = done & valid
                     ep_ret = ep_ret + torch.where(valid, reward, 0.0)
-                    roll.store_step(action, value, reward * self.reward_scale, done, valid, ep_ret)
+                    roll.store_step(action, reward * self.reward_scale, done, valid, ep_ret)
                     ep_ret = ep_ret.masked_fill(done, 0.0)
                     if own_reset and bool(done.any()):
                         obs, info = train_env.reset(options={"reset_mask": done})
                     prev_done = done
             assert roll is not None
-            roll.finish()
-            stats.append(self._update(roll, to_device_obs(obs, self.device)))
+            roll.finish(to_device_obs(obs, self.device))
+            stats.append(self._update(roll))
             finished.append(roll.finished_returns())
             self.env_steps += per_update
             bar.update(per_update)
@@ -394,13 +406,32 @@ class A2CAgent:
             self.training = True
         bar.close()
 
-    def _update(self, roll: Rollout, last_obs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _update(self, roll: Rollout) -> torch.Tensor:
+        """The Adam steps of one rollout; returns the `LOSS_TAGS` averaged over them.
+
+        The values V(s_0..s_T) for the advantages come from one forward pass at the start of the update (with
+        the parameters the rollout acted with): when the update is a single full-batch step, that pass is the
+        training pass itself (its values, detached, give the advantages; its first T * B rows the losses);
+        otherwise a separate pass without gradient.
+        """
         cfg = self.cfg
+        T, B = roll.act.shape
+        n = T * B
+        mb = n if cfg.minibatch_size <= 0 else min(cfg.minibatch_size, n)
+        single = mb == n and cfg.update_epochs == 1
+        obs_all = roll.flat_obs()
+        if single:
+            s = self.net.tracker(obs_all)
+            values_all = _run_mlp(self.net.critic, s).squeeze(-1)
+            v = values_all.detach().view(T + 1, B)
+        else:
+            with torch.no_grad():
+                v = self.net.value(obs_all).view(T + 1, B)
         with torch.no_grad():  # advantages once per rollout (as tianshou's A2C, DORL's learner)
-            last_v = self.net.value(last_obs)
-            adv = gae_advantages(roll.rew, roll.value, last_v, roll.done, roll.valid, cfg.gamma, cfg.gae_lambda)
-            returns = (adv + roll.value).flatten()
-        data = roll.flat()
+            adv = gae_advantages(roll.rew, v[:T], v[T], roll.done, roll.valid, cfg.gamma, cfg.gae_lambda)
+            returns = (adv + v[:T]).flatten()
+        data = {k: x[:n] for k, x in obs_all.items()}
+        data["mask"], data["act"] = roll.mask.flatten(0, 1), roll.act.flatten()
         # NEXT_STEP autoreset steps (not transitions) stay in the batch with weight 0: cheaper than dropping rows
         w = roll.valid.flatten().to(returns.dtype)
         adv = adv.flatten()
@@ -414,8 +445,6 @@ class A2CAgent:
         row_ok = ~data["blocked"].gather(1, data["act"].unsqueeze(1))
         if not bool(row_ok.all()):
             data["blocked"] &= row_ok
-        n = int(data["act"].shape[0])
-        mb = n if cfg.minibatch_size <= 0 else min(cfg.minibatch_size, n)
         stats: list[torch.Tensor] = []
         params = list(self.net.parameters())
         coef = torch.tensor([-1.0, -cfg.ent_coef, cfg.vf_coef], device=self.device)
@@ -428,7 +457,10 @@ class A2CAgent:
                 shuffled = data
             for start in range(0, n, mb):
                 batch = shuffled if mb == n else {k: x[start:start + mb] for k, x in shuffled.items()}
-                logits, values = self.net({k: batch[k] for k in roll.obs_keys})
+                if single:  # the training pass started above
+                    logits, values = self.net.logits(s[:n]), values_all[:n]
+                else:
+                    logits, values = self.net({k: batch[k] for k in roll.obs_keys})
                 logp, ent = PolicyTerms.apply(logits, batch["blocked"], batch["act"])
                 # [policy gain, entropy, value loss] averaged over the real transitions of the minibatch (weight w;
                 # the advantages are 0 on the others), then loss = -gain - ent_coef * entropy + vf_coef * value loss
