@@ -314,9 +314,7 @@ class A2CAgent:
     @torch.no_grad()
     def act(self, obs: dict[str, Any], info: dict[str, Any] | None = None) -> torch.Tensor:
         """Item ids [B]: sampled while training, argmax when evaluating with ``deterministic_eval``."""
-        obs = to_device_obs(obs, self.device)
-        logits, _ = self.net(obs)
-        logits = masked_logits(logits, action_mask(info, logits.shape[0], logits.shape[1], self.device))
+        logits = self.policy_logits(obs, info)
         if not self.training and self.cfg.deterministic_eval:
             return logits.argmax(-1)
         return sample_categorical(logits, self.gen)
@@ -325,8 +323,7 @@ class A2CAgent:
     def policy_logits(self, obs: dict[str, Any], info: dict[str, Any] | None = None) -> torch.Tensor:
         """The policy's item logits [B, n_items], disallowed items at -inf: what ``eval_actions="sample"``
         draws from (DORL's A2C samples at test time; `recgym.agents.eval_actions`)."""
-        obs = to_device_obs(obs, self.device)
-        logits, _ = self.net(obs)
+        logits = self.net.policy(to_device_obs(obs, self.device))
         return masked_logits(logits, action_mask(info, logits.shape[0], logits.shape[1], self.device))
 
     # -- learning --------------------------------------------------------------------------------------
