@@ -1,5 +1,5 @@
-"""`recgym perf ...`: performance probes (env and data throughput, DiffusionDenoise env, ReFiT cost, cold
-gym.make with DiffRec pre-training).
+"""`recgym perf ...`: performance probes (env and data throughput, A2C training speed, DiffusionDenoise env,
+ReFiT cost, cold gym.make with DiffRec pre-training).
 
 Each command calls the plain function in `recgym.benchmarks.perf` that the ``throughput`` suite also runs.
 """
@@ -12,7 +12,8 @@ import typer
 
 from recgym.cli.common import parse_json_config, print_rows, split_list
 
-app = typer.Typer(help="Performance probes: env steps/s, data load times, denoise env, ReFiT cost, DiffRec pre-training.",
+app = typer.Typer(help="Performance probes: env steps/s, A2C speed, data load times, denoise env, ReFiT cost, "
+                       "DiffRec pre-training.",
                   no_args_is_help=True)
 
 
@@ -35,6 +36,34 @@ def env(
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
     typer.echo(format_env_throughput(rows), nl=False)
+    if json_out:
+        from recgym.data.cache import atomic_write_bytes
+
+        atomic_write_bytes(json_out, json.dumps(rows, indent=1).encode())
+
+
+@app.command("a2c")
+def a2c(
+    data: str = typer.Option("coat", "--data", help="dataset of the GroundTruthRec env (roler protocol)"),
+    agent: str = typer.Option("gt", "--agent", help="A2C agent (gt, a2c, or a world-model method)"),
+    budget: int = typer.Option(150_000, "--budget", help="training env steps per run"),
+    seeds: str = typer.Option("0", "--seeds", help="comma list of seeds"),
+    variant: list[str] = typer.Option(None, "--variant",
+                                      help="'LABEL [key=value ...]' (repeatable); default: default and faithful"),
+    num_envs: int = typer.Option(100, "--num-envs"),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads"),
+    device: str = typer.Option("cpu", "--device"),
+    json_out: str = typer.Option(None, "--json-out"),
+) -> None:
+    """A2C end to end: env steps/s of learn() and the R_cumu it reaches, per config variant and seed."""
+    from recgym.benchmarks.perf.a2c_speed import a2c_speed, format_a2c_speed
+
+    try:
+        rows = a2c_speed(variant or None, split_list(seeds, "--seeds", int), data, agent, budget, num_envs, threads,
+                         device)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    typer.echo(format_a2c_speed(rows), nl=False)
     if json_out:
         from recgym.data.cache import atomic_write_bytes
 
