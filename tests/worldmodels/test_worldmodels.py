@@ -207,6 +207,29 @@ def test_quality_report_values() -> None:
     assert 0.0 <= q["auc"] <= 1.0 and q["n"] == len(y)
 
 
+def test_ranking_quality_by_hand() -> None:
+    import types
+
+    import pandas as pd
+
+    from recgym.worldmodels.report import ranking_quality
+
+    train = pd.DataFrame({"user": [0, 1], "item": [0, 3], "reward": [4.0, 4.0]})
+    test = pd.DataFrame({"user": [0, 0, 0, 1, 1, 1], "item": [0, 1, 2, 0, 1, 2], "reward": [4.0, 5, 1, 3, 1, 2]})
+    ds = types.SimpleNamespace(train=train, n_gt_users=2)
+    mean = np.array([[9.0, 2, 1, 0], [1, 3, 2, 8]])
+    unc = np.array([[0.0, 1, 0, 0], [2, 0, 1, 0]])
+    q = ranking_quality(mean, unc, ds, test, k_top=1)
+    # (0, 0) is logged: dropped. User 0 ranks item 1 (r 5) over item 2 (r 1): NDCG 1, Spearman 1. User 1 ranks
+    # r = 1, 2, 3 (m 3, 2, 1): DCG 1 + 3 / log2(3) + 7 / 2 against 7 + 3 / log2(3) + 1 / 2, Spearman -1.
+    l3 = math.log2(3)
+    assert q["ndcg5"] == pytest.approx((1 + (1 + 3 / l3 + 3.5) / (7 + 3 / l3 + 0.5)) / 2)
+    assert q["user_spearman"] == pytest.approx(0.0)
+    assert q["pearson"] == pytest.approx(np.corrcoef([2, 1, 1, 3, 2], [5, 1, 3, 1, 2])[0, 1])
+    assert q["top30_logged"] == 1.0  # each user's top item is the one they logged
+    assert ranking_quality(mean, unc, ds, test, k_top=4)["top30_logged"] == 0.25
+
+
 def test_synthetic_diffusion_uncertainty_higher_far_from_logs_and_where_it_errs() -> None:
     """R3S's claim on the synthetic world (whose true rewards are known): the spread is larger on unlogged pairs
     than on logged ones (predicted without their rating, as every pair is), larger still on items the logs
