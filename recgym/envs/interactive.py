@@ -79,7 +79,9 @@ unc - mean over logged pairs of unc)``, the scale at which the extra penalty an 
 equals the reward advantage the model gives the logged (self-selected) pairs; 0 when either gap is not
 positive, at most `LAMBDA_U_MAX`. It is not the default: the diffusion model's uncertainty is nearly as large
 on logged as on unlogged pairs, so the rule gives 2.3 on Coat, where ``mean - 2.3 unc`` ranks the unbiased test
-ratings worse than the mean does (docs/RESULTS.md, "R3S"). ``env.shaping.lambda_u_rule`` says which applied.
+ratings worse than the mean does (docs/RESULTS.md, "R3S"). ``lambda_u="dorl"`` takes the dataset's DORL
+lambda_var (the weight of DORL's max-variance uncertainty; R3S's "without diffusion" ablation uses it with
+``world_model="deepfm"``). ``env.shaping.lambda_u_rule`` says which applied.
 
 World model: ``world_model=`` a kind (default: the preset's) or a fitted model object (anything with
 ``predict() -> (mean, unc)``); ``world_model_config=`` its config (default: the class defaults, lighter ones on
@@ -139,7 +141,7 @@ LAMBDA_U_MAX = 10.0  # cap of the gap rule (a near-zero uncertainty gap would ot
 
 REWARD_PRESETS = ("r3s", "dorl", "mopo", "mbpo", "roler")
 SHIFTS = ("dorl", "cellwise", "penalty")
-LAMBDA_U_RULES = ("fixed", "gap")
+LAMBDA_U_RULES = ("fixed", "gap", "dorl")
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,8 @@ class Shaping:
 
     ``world_model`` is the world-model kind (or the class / ``kind`` of a fitted model passed in); ``source``
     says where the weights come from; ``shift`` is the reward shift and ``lambda_u_rule`` says whether
-    ``lambda_u`` is a number (``"fixed"``) or was computed by a rule (``"gap"``: the env fills in the value).
+    ``lambda_u`` was given as a number (``"fixed"``) or by a rule (``"dorl"``: the dataset's DORL lambda_var;
+    ``"gap"``: computed by the env from its fitted world model).
     """
 
     reward_preset: str
@@ -204,9 +207,11 @@ def resolve_shaping(reward_preset: str, dataset_name: str, **overrides: Any) -> 
             base[k] = v
     if isinstance(base["lambda_u"], str):
         if base["lambda_u"] not in LAMBDA_U_RULES[1:]:
-            raise ValueError(f"lambda_u must be a number >= 0 or one of {list(LAMBDA_U_RULES[1:])} (a rule the env "
-                             f"applies to its fitted world model), got {base['lambda_u']!r}")
-        base["lambda_u_rule"], base["lambda_u"] = base["lambda_u"], 0.0  # 0.0: placeholder the env replaces
+            raise ValueError(f"lambda_u must be a number >= 0 or one of {list(LAMBDA_U_RULES[1:])} (a rule: 'gap' "
+                             f"from the fitted world model, 'dorl' the dataset's DORL lambda_var), got "
+                             f"{base['lambda_u']!r}")
+        base["lambda_u_rule"] = base["lambda_u"]
+        base["lambda_u"] = lam_var if base["lambda_u"] == "dorl" else 0.0  # gap: a placeholder the env replaces
     else:
         base["lambda_u_rule"] = "fixed"
     if base["shift"] not in SHIFTS:

@@ -152,6 +152,8 @@ def test_lambda_u_gap_rule_is_applied_by_the_env() -> None:
     assert env.effective_kwargs()["lambda_u"] == pytest.approx(want)
     # the r3s default is the fixed one-sigma bound
     assert (resolve_shaping("r3s", "coat").lambda_u, resolve_shaping("r3s", "coat").lambda_u_rule) == (1.0, "fixed")
+    dorl = resolve_shaping("r3s", "yahoo", lambda_u="dorl", world_model="deepfm")
+    assert (dorl.lambda_u, dorl.lambda_u_rule, dorl.shift, dorl.world_model) == (0.01, "dorl", "penalty", "deepfm")
     with pytest.raises(ValueError, match="lambda_u must be a number"):
         _env(lambda_u="auto")
     with pytest.raises(ValueError, match="shift"):
