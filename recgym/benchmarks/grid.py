@@ -86,5 +86,5 @@ def expand(suite: Suite) -> list[RunSpec]:
                 agent_config=agent_config(agent), published_dataset=env.published, published_method=agent.published,
                 imports=tuple(suite.imports))
         for env, agent in suite.pairs() if env.name not in skip
-        for seed in suite.seeds
+        for seed in suite.seeds_of(agent)
     ]

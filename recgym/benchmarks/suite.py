@@ -54,6 +54,7 @@ class AgentEntry:
     eval_every: int | None = None
     published: str | None = None  # method name in reference/published.csv
     eval_actions: str | None = None  # test-time actions (recgym.agents.eval_actions); sets config.eval_actions
+    seeds: list[int] | None = None  # this agent's seeds (default: the suite's)
     line: int = 0
 
 
@@ -145,6 +146,14 @@ class Suite:
                 out[entry.name] = missing
         return out
 
+    def seeds_of(self, agent: AgentEntry) -> list[int]:
+        """The seeds an agent entry runs (its own ``seeds``, else the suite's)."""
+        return self.seeds if agent.seeds is None else agent.seeds
+
+    def n_runs(self) -> int:
+        """How many (env, agent, seed) runs the grid holds (env entries with missing data included)."""
+        return sum(len(self.seeds_of(a)) for _, a in self.pairs())
+
     def pairs(self) -> list[tuple[EnvEntry, AgentEntry]]:
         """The (env entry, agent entry) pairs of the grid, env-major (agent restrictions applied)."""
         return [(e, a) for e in self.envs for a in self.agents if a.envs is None or e.name in a.envs]
@@ -181,7 +190,8 @@ def load_suite_record(suite_dir: Path | str) -> dict[str, Any] | None:
 _SUITE_FIELDS = {"name", "description", "seeds", "train_budget", "eval_episodes", "eval_every", "num_envs",
                  "device", "imports"}
 _ENV_FIELDS = {"name", "id", "eval_id", "protocol", "kwargs", "eval_kwargs", "published", "requires"}
-_AGENT_FIELDS = {"name", "label", "config", "envs", "train_budget", "eval_every", "published", "eval_actions"}
+_AGENT_FIELDS = {"name", "label", "config", "envs", "train_budget", "eval_every", "published", "eval_actions",
+                 "seeds"}
 _PROBE_FIELDS = {"name", "probe", "args", "requires"}
 _REPORT_FIELDS = {"layout", "columns", "envs", "long", "title"}
 _TOP_FIELDS = ("agents", "envs", "probes", "report", "suite")
@@ -335,11 +345,22 @@ class _Parser:
             if "eval_actions" in config and config["eval_actions"] != actions:
                 raise self.fail("agents", i, "eval_actions", f"eval_actions={actions!r} and config.eval_actions="
                                 f"{config['eval_actions']!r} disagree; give one")
+        seeds = None if "seeds" not in a else self.seeds("agents", i, a["seeds"])
         return AgentEntry(name=a["name"], label=self.name("agents", i, "agent label", str(a.get("label", a["name"]))),
                           config=config, envs=restrict,
                           train_budget=None if tb is None else self.need_int("agents", i, "train_budget", tb, 0),
                           eval_every=None if ee is None else self.need_int("agents", i, "eval_every", ee, 0),
-                          published=a.get("published"), eval_actions=actions, line=self.lines.line("agents", i))
+                          published=a.get("published"), eval_actions=actions, seeds=seeds,
+                          line=self.lines.line("agents", i))
+
+    def seeds(self, table: str, i: int, value: Any) -> list[int]:
+        """A seed count or a list of distinct non-negative integers, as a list."""
+        seeds = list(range(value)) if isinstance(value, int) and not isinstance(value, bool) else value
+        if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+                or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+            raise self.fail(table, i, "seeds",
+                            f"seeds must be a count or a list of distinct non-negative integers, got {value!r}")
+        return [int(s) for s in seeds]
 
     def probe(self, i: int, p: dict[str, Any]) -> ProbeEntry:
         self.check_fields("probes", i, p, _PROBE_FIELDS)
@@ -404,13 +425,7 @@ def load_suite(suite: str | os.PathLike[str], *, validate: bool = True) -> Suite
                 raise p.fail("suite", 0, k, f"field {k!r} has no meaning in a probes-only suite")
         suite_obj = Suite(envs=[], agents=[], seeds=[], train_budget=0, **common)
     else:
-        seeds = head.get("seeds", [0])
-        if isinstance(seeds, int) and not isinstance(seeds, bool):
-            seeds = list(range(seeds))
-        if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
-                or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
-            raise p.fail("suite", 0, "seeds",
-                         f"seeds must be a count or a list of distinct non-negative integers, got {seeds!r}")
+        seeds = p.seeds("suite", 0, head.get("seeds", [0]))
         if "train_budget" not in head:
             raise p.fail("suite", 0, None, "[suite] needs train_budget (in each agent's budget unit)")
         device = head.get("device", "cpu")

@@ -42,7 +42,7 @@ def print_listing(console: Any) -> None:
         suites.add_column(h)
     for name in shipped_suites():
         s = load_suite(name, validate=False)
-        n = len(s.envs) * len(s.agents) * len(s.seeds)
+        n = s.n_runs()
         suites.add_row(name, str(n), ", ".join(p.name for p in s.probes) or "-", s.description or "-")
     console.print(suites)
     agents = Table(title="agents (train_budget counts the agent's budget unit)")
@@ -133,8 +133,10 @@ def bench(
     if not specs and not s.probes:
         console.print("[red]nothing to run[/red]")
         raise typer.Exit(1)
+    per_agent = any(a.seeds is not None for a in s.agents)
+    seeds = "per-agent seeds" if per_agent else f"{len(s.seeds)} seeds"
     console.print(f"suite [bold]{s.name}[/bold]: {len(specs)} runs ({len(s.envs)} envs x {len(s.agents)} agents x "
-                  f"{len(s.seeds)} seeds), {len(s.probes)} probes -> {runs_dir / s.name}")
+                  f"{seeds}), {len(s.probes)} probes -> {runs_dir / s.name}")
     if dry_run:
         for sp in specs:
             console.print(f"  {sp.relpath()}  (budget {sp.train_budget} {budget_unit(sp.agent)})")

@@ -83,6 +83,16 @@ def test_agent_budget_zero_is_kept_and_report_and_probes_parse(tmp_path: Path) -
     assert load_suite_record(tmp_path) is None
 
 
+def test_agent_seeds_override_the_suite_seeds(tmp_path: Path) -> None:
+    extra = '\n[[agents]]\nname = "tiny_random"\nlabel = "more"\nseeds = 3\n'
+    s = load_suite(write_suite(tmp_path / "s.toml", seeds="[0]", extra=extra))
+    assert [(r.agent_label, r.seed) for r in expand(s)] == [("tiny_random", 0), ("more", 0), ("more", 1), ("more", 2)]
+    assert s.n_runs() == 4
+    bad = '\n[[agents]]\nname = "tiny_random"\nlabel = "bad"\nseeds = [1, 1]\n'
+    with pytest.raises(SuiteError, match="seeds must be a count or a list of distinct non-negative integers"):
+        load_suite(write_suite(tmp_path / "b.toml", seeds="[0]", extra=bad))
+
+
 def test_probes_only_suite(tmp_path: Path) -> None:
     path = tmp_path / "p.toml"
     path.write_text('[suite]\nname = "p"\n\n[[probes]]\nprobe = "data_load"\n')
