@@ -1,31 +1,36 @@
-"""Env throughput: the batched torch env vs gymnasium's SyncVectorEnv vs a plain per-user Python loop.
+"""Env throughput: recgym's batched env against a minimal fused torch step doing the same work, in one run.
 
-    python -m recgym.benchmarks.env_throughput [--device cpu] [--num-envs 1,64,1024,16384]
-        [--users 27285] [--items 7583] [--steps 50] [--sync-max-envs 1024]
+    python -m recgym.benchmarks.env_throughput [--device auto] [--num-envs 1,64,1024,16384]
+        [--worlds coat,kuairand] [--threads 1] [--repeats 3] [--min-time 0.25]
 
-World: a KuaiRand-sized synthetic ground truth (default 27,285 users x 7,583 items, binary clicks with a
-10% click rate, stored uint8 on the device: 207 MB), 30 random single-tag categories, the category quit rule
-(N=4, M=0, the DORL paper's KuaiRand setting), NX_0 (no-repeat mask), max_turn 30, NEXT_STEP autoreset.
-All three implementations step the same dynamics on the same deterministic action stream
-``a = (17 * i + 13 * t) mod n_items`` (no repeat within an episode) and only the ``step`` calls are timed:
+Two synthetic worlds (the probe reads no data files):
 
-* ``batched``: `recgym.envs.rec.GroundTruthRecEnv` with ``num_envs = N`` (one tensor step for all users);
-* ``sync``: ``gymnasium.vector.SyncVectorEnv`` over N numpy single envs (the registered ``gym.make`` env,
-  sharing the ground-truth tensor), i.e. what you get without a batched env;
-* ``loop``: a plain Python loop over users with a numpy reward lookup, list histories and the same quit
-  rule -- the way the DORL and EasyRL4Rec envs step (one user at a time).
+* ``coat``: Coat-sized, 290 users x 300 items, integer ratings 1-5 (uint8), distance quit rule with N=3 and M the
+  40% quantile of the item distances (on Coat's ground truth DORL's M=10 leaves 40% of item pairs closer than M);
+* ``kuairand``: KuaiRand-sized, 27,285 users x 7,583 items, binary clicks at a 10% rate (uint8, 207 MB), 30
+  single-tag categories, category quit rule with N=4, M=0 (the DORL paper's KuaiRand setting).
 
-Sync and loop runs at large N take few steps (at least ``--min-slow-steps``; rates are per env step).
-Prints a table of env steps per second and the ratios, then the memory line: on cuda
-``torch.cuda.max_memory_allocated``; on cpu the bytes of the env's tensors at the largest N (ground truth,
-categories, mask, buffers) and the process's peak-RSS growth while building and running it.
+Both: NX_0 (no repeats), max_turn 30. Env ``i`` recommends ``(o_i + 13 t) mod n_items`` at step ``t`` (random
+offsets ``o_i``): no item comes back within 30 steps, so the actions are legal whatever the episode boundaries.
+Only the step calls are timed (after 40 warm-up steps, so episodes are out of phase), at least ``--min-time``
+seconds per measurement, best of ``--repeats``. Columns, in env steps per second:
+
+* ``recgym``: `recgym.envs.rec.GroundTruthRecEnv` as constructed by default (NEXT_STEP autoreset, observation
+  dict, lazy ``info["action_mask"]``, ``validate_actions=True``: one read-back per step);
+* ``no-validate``: the same with ``validate_actions=False`` (no read-back at all);
+* ``fused``: `FusedStep`, the same dynamics written as directly as torch allows: reward gather, quit rule (one
+  lookup in the same item-pair table over the last N items), no-repeat update of a dense bool
+  [num_envs, n_items] mask, step count, and the reset of finished episodes (mask rows, window, step count, next
+  user from a pre-drawn stream) inside the same step; no observation, no info, no checks.
+
+The ratio columns divide by ``fused``. ``--device auto`` measures cpu, then cuda when torch sees one.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -33,15 +38,49 @@ import pandas as pd
 import torch
 
 from recgym.data.base import LoggedDataset
-from recgym.envs.core import SingleEnvAdapter
-from recgym.envs.rec import GroundTruthRecEnv
+from recgym.envs.rec import GroundTruthRecEnv, item_distance_matrix
 
-PROTOCOL = {"protocol": "custom", "quit_rule": "category", "num_leave_compute": 4, "leave_threshold": 0.0,
-            "mode": "NX_0", "max_turn": 30}
+__all__ = ["FusedStep", "Timer", "World", "coat_sized", "kuairand_sized", "main", "world_env"]
+
+MAX_TURN = 30
+WARMUP_STEPS = 40
+ACTION_STRIDE = 13
 
 
-def kuairand_sized(n_users: int, n_items: int, n_cats: int = 30, seed: int = 0) -> LoggedDataset:
-    """A KuaiRand-sized world: uint8 binary clicks (10% rate) and one random category per item."""
+class World:
+    """A synthetic dataset plus the quit-rule setting the env and the fused step both use."""
+
+    def __init__(self, name: str, dataset: LoggedDataset, quit_rule: str, n_win: int, threshold: float) -> None:
+        self.name = name
+        self.dataset = dataset
+        self.quit_rule = quit_rule
+        self.n_win = n_win
+        self.threshold = threshold
+
+    def protocol(self) -> dict[str, Any]:
+        return {"protocol": "custom", "mode": "NX_0", "max_turn": MAX_TURN, "quit_rule": self.quit_rule,
+                "num_leave_compute": self.n_win, "leave_threshold": self.threshold}
+
+
+def _empty_logs() -> pd.DataFrame:
+    return pd.DataFrame({"user": np.zeros(0, np.int64), "item": np.zeros(0, np.int64), "reward": np.zeros(0)})
+
+
+def coat_sized(seed: int = 0, close_share: float = 0.4) -> World:
+    """Coat-sized ratings (290 x 300, 1-5) with M = the ``close_share`` quantile of item distances (N=3)."""
+    rng = np.random.default_rng(seed)
+    gt = rng.integers(1, 6, size=(290, 300)).astype(np.uint8)
+    cats = np.zeros((300, 1), dtype=bool)
+    d = item_distance_matrix(gt).float().numpy()
+    m = float(np.quantile(d[~np.eye(300, dtype=bool)], close_share))
+    ds = LoggedDataset(name="coat_sized", n_users=290, n_items=300, train=_empty_logs(), test=_empty_logs(),
+                       ground_truth=gt, item_categories=cats, category_names=["all"], reward_kind="rating",
+                       positive_threshold=4.0, quit_rule="distance")
+    return World("coat", ds, "distance", 3, m)
+
+
+def kuairand_sized(n_users: int = 27285, n_items: int = 7583, n_cats: int = 30, seed: int = 0) -> World:
+    """KuaiRand-sized binary clicks (10% rate, uint8) and one random category per item (N=4, M=0)."""
     rng = np.random.default_rng(seed)
     gt = np.empty((n_users, n_items), dtype=np.uint8)
     for s in range(0, n_users, 4096):  # chunked: no float temporaries of the full size
@@ -49,183 +88,175 @@ def kuairand_sized(n_users: int, n_items: int, n_cats: int = 30, seed: int = 0) 
         gt[s:e] = rng.random((e - s, n_items), dtype=np.float32) < 0.1
     cats = np.zeros((n_items, n_cats), dtype=bool)
     cats[np.arange(n_items), rng.integers(0, n_cats, n_items)] = True
-    empty = pd.DataFrame({"user": np.zeros(0, np.int64), "item": np.zeros(0, np.int64), "reward": np.zeros(0)})
     # ground_truth is kept uint8 (not the usual float32) so the host copy stays 207 MB; the env stores it as is
-    return LoggedDataset(name="kuairand_sized", n_users=n_users, n_items=n_items, train=empty, test=empty,
-                         ground_truth=gt, item_categories=cats, category_names=[f"c{i}" for i in range(n_cats)],
-                         reward_kind="click", positive_threshold=1.0, quit_rule="category")
+    ds = LoggedDataset(name="kuairand_sized", n_users=n_users, n_items=n_items, train=_empty_logs(),
+                       test=_empty_logs(), ground_truth=gt, item_categories=cats,
+                       category_names=[f"c{i}" for i in range(n_cats)], reward_kind="click", positive_threshold=1.0,
+                       quit_rule="category")
+    return World("kuairand", ds, "category", 4, 0.0)
 
 
-def _actions(n: int, t: int, n_items: int) -> np.ndarray:
-    return (17 * np.arange(n, dtype=np.int64) + 13 * t) % n_items
+def world_env(world: World, num_envs: int, device: str, **kwargs: Any) -> GroundTruthRecEnv:
+    """The recgym env of ``world`` (kwargs go to `GroundTruthRecEnv`)."""
+    return GroundTruthRecEnv(world.dataset, num_envs=num_envs, device=device, **world.protocol(), **kwargs)
 
 
-def bench_batched(ds: LoggedDataset, n: int, steps: int, device: str, gt: torch.Tensor | None,
-                  copy_mask: bool = False) -> tuple[float, Any]:
-    env = GroundTruthRecEnv(ds, num_envs=n, device=device, ground_truth_tensor=gt, reward_range=(0.0, 1.0),
-                            copy_mask=copy_mask, **PROTOCOL)
-    acts = [torch.as_tensor(_actions(n, t, ds.n_items), device=env.device) for t in range(steps + 3)]
-    env.reset(seed=0)
-    for t in range(3):  # warm-up
-        env.step(acts[t])
-    sync = torch.cuda.synchronize if env.device.type == "cuda" else (lambda: None)
-    sync()
-    t0 = time.perf_counter()
-    for t in range(steps):
-        env.step(acts[(t + 3) % len(acts)])
-    sync()
-    return n * steps / (time.perf_counter() - t0), env
+class FusedStep:
+    """The env's dynamics in a handful of tensor ops: the yardstick of the throughput table.
+
+    State: ``user``, ``step`` and the last ``N`` items (int64), a dense bool [num_envs, n_items] no-repeat mask.
+    ``step(a)`` gathers the rewards, decides the quits with one lookup in the env's item-pair table
+    (``pairs[a * (n + 1) + j]``: leave on ``a`` when ``j`` is in the window; empty slots hold -1, which lands
+    on a False column), marks ``a`` in the mask, counts the step and resets the finished envs at once (mask rows,
+    window, step count; the next user comes from ``user_stream``, pre-drawn). No observation, info or checks.
+    """
+
+    def __init__(self, gt_flat: torch.Tensor, n_items: int, pairs: torch.Tensor, n_win: int, max_turn: int,
+                 user: torch.Tensor, user_stream: torch.Tensor) -> None:
+        b = user.numel()
+        dev = user.device
+        self.gt, self.n, self.pairs, self.max_turn = gt_flat, n_items, pairs, max_turn
+        self.user = user.clone()
+        self.stream = user_stream  # int64 [P, num_envs]
+        self.t = 0
+        self.steps = torch.zeros(b, dtype=torch.int64, device=dev)
+        self.window = torch.full((b, n_win), -1, dtype=torch.int64, device=dev)
+        self.mask = torch.ones((b, n_items), dtype=torch.bool, device=dev)
+        self._mask_flat = self.mask.view(-1)
+        self._mask_u8 = self.mask.view(torch.uint8)
+        self._rows = torch.arange(b, dtype=torch.int64, device=dev) * n_items
+
+    def step(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rewards (float32) and done flags of recommending ``a`` (int64 [num_envs])."""
+        reward = torch.take(self.gt, torch.add(a, self.user, alpha=self.n))
+        if reward.dtype != torch.float32:
+            reward = reward.float()
+        quit_ = torch.take(self.pairs, torch.add(self.window, a[:, None], alpha=self.n + 1)).any(1)
+        self._mask_flat.index_fill_(0, self._rows + a, False)
+        self.window = torch.cat([self.window[:, 1:], a[:, None]], 1)
+        self.steps += 1
+        done = quit_ | (self.steps >= self.max_turn)
+        self._mask_u8.bitwise_or_(done.view(torch.uint8)[:, None])
+        self.window.masked_fill_(done[:, None], -1)
+        self.steps.masked_fill_(done, 0)
+        self.user = torch.where(done, self.stream[self.t % self.stream.shape[0]], self.user)
+        self.t += 1
+        return reward, done
 
 
-def bench_sync(ds: LoggedDataset, n: int, steps: int, gt: torch.Tensor) -> float:
-    import gymnasium as gym
-
-    proto = GroundTruthRecEnv(ds, num_envs=1, ground_truth_tensor=gt, reward_range=(0.0, 1.0),
-                              autoreset_mode="DISABLED", **PROTOCOL)
-    venv = gym.vector.SyncVectorEnv([lambda: SingleEnvAdapter(proto.make_sibling(1)) for _ in range(n)])
-    venv.reset(seed=0)
-    venv.step(_actions(n, 0, ds.n_items))
-    t0 = time.perf_counter()
-    for t in range(steps):
-        venv.step(_actions(n, t + 1, ds.n_items))
-    rate = n * steps / (time.perf_counter() - t0)
-    venv.close()
-    return rate
+def fused_for(env: GroundTruthRecEnv, seed: int = 0) -> FusedStep:
+    """A `FusedStep` with ``env``'s ground truth, item-pair table and protocol, starting from ``env``'s users."""
+    pairs = env._quit_pairs()
+    if pairs is None:
+        raise ValueError("the fused step needs a quit pair table (distance rule, or category rule with 0 <= M < 1)")
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    pool = env.users_pool.cpu()
+    stream = pool[torch.randint(0, pool.numel(), (64, env.num_envs), generator=gen)].to(env.device)
+    return FusedStep(env._reward_flat, env.n_items, pairs, env._n_win, env.max_turn, env.user, stream)
 
 
-class LoopEnvs:
-    """N users stepped one at a time in Python (DORL / EasyRL4Rec style), same dynamics as the batched env."""
-
-    def __init__(self, ds: LoggedDataset, n: int, seed: int = 0) -> None:
-        self.mat = ds.ground_truth
-        self.cat_lists = [list(np.flatnonzero(r)) for r in ds.item_categories]
-        self.n, self.n_win, self.m, self.max_turn = n, 4, 0, 30
-        self.rng = np.random.default_rng(seed)
-        self.users = [int(u) for u in self.rng.integers(0, self.mat.shape[0], n)]
-        self.hist: list[list[int]] = [[] for _ in range(n)]
-        self.seen: list[set[int]] = [set() for _ in range(n)]
-
-    def _leave(self, i: int, t: int, a: int) -> bool:
-        if t == 0:
-            return False
-        counts: dict[int, int] = {}
-        for x in self.hist[i][-self.n_win :]:
-            for c in self.cat_lists[x]:
-                counts[c] = counts.get(c, 0) + 1
-        return any(counts.get(c, 0) > self.m for c in self.cat_lists[a])
-
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rewards = np.zeros(self.n, dtype=np.float32)
-        dones = np.zeros(self.n, dtype=bool)
-        for i in range(self.n):
-            a = int(actions[i])
-            if a in self.seen[i]:
-                raise ValueError("repeat")
-            t = len(self.hist[i])
-            done = self._leave(i, t, a) or t >= self.max_turn - 1
-            rewards[i] = float(self.mat[self.users[i], a])
-            self.hist[i].append(a)
-            self.seen[i].add(a)
-            if done:
-                dones[i] = True
-                self.users[i] = int(self.rng.integers(0, self.mat.shape[0]))
-                self.hist[i] = []
-                self.seen[i] = set()
-        return rewards, dones
+def action_stream(num_envs: int, n_items: int, device: torch.device, length: int = 64, seed: int = 0
+                  ) -> list[torch.Tensor]:
+    """``length`` action tensors: env ``i`` recommends ``(o_i + 13 t) mod n_items`` at step ``t``."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    off = torch.randint(0, n_items, (num_envs,), generator=gen)
+    return [((off + ACTION_STRIDE * t) % n_items).to(device) for t in range(length)]
 
 
-def bench_loop(ds: LoggedDataset, n: int, steps: int) -> float:
-    envs = LoopEnvs(ds, n)
-    envs.step(_actions(n, 0, ds.n_items))
-    t0 = time.perf_counter()
-    for t in range(steps):
-        envs.step(_actions(n, t + 1, ds.n_items))
-    return n * steps / (time.perf_counter() - t0)
+class Timer:
+    """Times ``step`` on the cycled ``actions`` (its own action counter, so every env's stream stays legal)."""
+
+    def __init__(self, step: Callable[[torch.Tensor], Any], actions: list[torch.Tensor], num_envs: int,
+                 device: torch.device) -> None:
+        self.step, self.actions, self.num_envs, self.t = step, actions, num_envs, 0
+        self.sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        self.best = 0.0
+        self.run(WARMUP_STEPS)
+
+    def run(self, n: int) -> None:
+        for _ in range(n):
+            self.step(self.actions[self.t % len(self.actions)])
+            self.t += 1
+
+    def measure(self, min_time: float) -> float:
+        """One measurement of at least ``min_time`` s; returns (and keeps the best of) env steps per second."""
+        self.sync()
+        n, t0 = 0, time.perf_counter()
+        while True:
+            self.run(8)
+            n += 8
+            self.sync()
+            dt = time.perf_counter() - t0
+            if dt >= min_time:
+                break
+        rate = self.num_envs * n / dt
+        self.best = max(self.best, rate)
+        return rate
 
 
-def env_tensor_bytes(env: GroundTruthRecEnv) -> dict[str, int]:
-    """Bytes of every tensor the env holds (views of a shared tensor counted once)."""
-    seen: dict[int, int] = {}
-    out: dict[str, int] = {}
-    for name, v in vars(env).items():
-        if isinstance(v, torch.Tensor):
-            key = v.untyped_storage().data_ptr()
-            if key in seen:
-                continue
-            seen[key] = v.untyped_storage().nbytes()
-            out[name] = seen[key]
-    return out
+def _rate(x: float) -> str:
+    return f"{x / 1e6:,.2f} M" if x >= 1e6 else f"{x / 1e3:,.0f} k"
 
 
-def _fmt(x: float | None) -> str:
-    if x is None:
-        return "-"
-    return f"{x:,.0f}"
+def run_world(world: World, sizes: list[int], device: str, min_time: float, repeats: int) -> list[tuple]:
+    """One table block: (num_envs, recgym, no-validate, fused) rates for every size."""
+    rows = []
+    gt = None
+    for n in sizes:
+        env = world_env(world, n, device, ground_truth_tensor=gt)
+        gt = env.gt  # shared by the next sizes
+        dev = env.device
+        acts = action_stream(n, env.n_items, dev)
+        fast = env.make_sibling(n, validate_actions=False)
+        env.reset(seed=0)
+        fast.reset(seed=0)
+        fused = fused_for(fast)
+        timers = [Timer(f.step, acts, n, dev) for f in (env, fast, fused)]
+        for _ in range(repeats):  # interleaved, so that a busy spell of a shared machine hits all three
+            for timer in timers:
+                timer.measure(min_time)
+        rows.append((n, *(timer.best for timer in timers)))
+        del env, fast, fused, timers
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--device", default="auto", help="cpu, cuda, or auto (cpu, plus cuda when available)")
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    p.add_argument("--device", default="auto", help="cpu, cuda, or auto (cpu, then cuda when available)")
     p.add_argument("--num-envs", default="1,64,1024,16384")
-    p.add_argument("--users", type=int, default=27285)
-    p.add_argument("--items", type=int, default=7583)
-    p.add_argument("--steps", type=int, default=50, help="timed steps of the batched env")
-    p.add_argument("--slow-env-steps", type=int, default=4096, help="env steps (N x steps) for sync/loop runs")
-    p.add_argument("--min-slow-steps", type=int, default=2)
-    p.add_argument("--sync-max-envs", type=int, default=16384, help="largest N for SyncVectorEnv (memory/time)")
+    p.add_argument("--worlds", default="coat,kuairand", help="comma-separated: coat, kuairand")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--copy-mask", action="store_true",
-                   help="measure the env's default copy_mask=True (masks stay valid); default: the live buffer")
+    p.add_argument("--repeats", type=int, default=3, help="measurements per cell; the best is reported")
+    p.add_argument("--min-time", type=float, default=0.25, help="seconds per measurement (at least)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.num_envs.split(",") if s]
-    devices = ["cpu", "cuda"] if args.device == "auto" and torch.cuda.is_available() else (
-        ["cpu"] if args.device == "auto" else [args.device])
-
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t_build = time.perf_counter()
-    ds = kuairand_sized(args.users, args.items)
-    print(f"world: {args.users:,} users x {args.items:,} items (uint8 GT, built in {time.perf_counter() - t_build:.1f}s); "
-          f"protocol {PROTOCOL}; torch threads {args.threads}")
-    gt_cpu = torch.from_numpy(ds.ground_truth)
+    if args.device == "auto":
+        devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    else:
+        devices = [args.device]
+    builders = {"coat": coat_sized, "kuairand": kuairand_sized}
+    names = [w for w in args.worlds.split(",") if w]
+    unknown = sorted(set(names) - set(builders))
+    if unknown:
+        p.error(f"--worlds: unknown {unknown}; expected some of {sorted(builders)}")
+    worlds = [builders[w]() for w in names]
     for dev in devices:
-        gt = gt_cpu.to(dev)
-        if dev == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        rows = []
-        last_env = None
-        for n in sizes:
-            rate_b, env = bench_batched(ds, n, args.steps, dev, gt, copy_mask=args.copy_mask)
-            slow_steps = max(args.min_slow_steps, args.slow_env_steps // n)
-            rate_s = bench_sync(ds, n, slow_steps, gt_cpu) if (dev == "cpu" and n <= args.sync_max_envs) else None
-            rate_l = bench_loop(ds, n, slow_steps)
-            rows.append((n, rate_b, rate_s, rate_l))
-            if n == max(sizes):
-                last_env = env
-            else:
-                del env
-        mask_mode = "copy_mask=True (env default)" if args.copy_mask else "copy_mask=False (live mask buffer)"
-        print(f"\nenv steps per second, device={dev}, batched env with {mask_mode} (sync/loop run on cpu)")
-        hdr = f"{'num_envs':>9} | {'batched':>12} | {'SyncVectorEnv':>13} | {'python loop':>11} | {'x sync':>8} | {'x loop':>8}"
+        print(f"\nenv steps per second, device {dev}, torch threads {args.threads}, best of {args.repeats} "
+              f"(>= {args.min_time:g} s each); NX_0, max_turn {MAX_TURN}")
+        hdr = (f"{'world':<9} {'num_envs':>8} | {'recgym':>9} | {'no-validate':>11} | {'fused':>9} | "
+               f"{'recgym/fused':>12} | {'no-val/fused':>12}")
         print(hdr)
         print("-" * len(hdr))
-        for n, rb, rs, rl in rows:
-            xs = f"{rb / rs:,.1f}" if rs else "-"
-            print(f"{n:>9} | {_fmt(rb):>12} | {_fmt(rs):>13} | {_fmt(rl):>11} | {xs:>8} | {rb / rl:>8,.1f}")
-        assert last_env is not None
+        for world in worlds:
+            for n, r_env, r_fast, r_fused in run_world(world, sizes, dev, args.min_time, args.repeats):
+                print(f"{world.name:<9} {n:>8,} | {_rate(r_env):>9} | {_rate(r_fast):>11} | {_rate(r_fused):>9} | "
+                      f"{r_env / r_fused:>11.2f}x | {r_fast / r_fused:>11.2f}x", flush=True)
         if dev == "cuda":
-            peak = torch.cuda.max_memory_allocated()
-            print(f"\nmemory (cuda): torch.cuda.max_memory_allocated = {peak / 2**20:,.0f} MiB over all runs "
-                  f"(largest N = {max(sizes):,}; limit 1 GiB)")
-        else:
-            tb = env_tensor_bytes(last_env)
-            tb["gt(shared)"] = gt.untyped_storage().nbytes()
-            total = sum(v for k, v in tb.items() if k != "gt") if "gt" in tb else sum(tb.values())
-            top = ", ".join(f"{k} {v / 2**20:.1f}" for k, v in sorted(tb.items(), key=lambda kv: -kv[1])[:4])
-            rss = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
-            print(f"\nmemory (cpu): env tensors at num_envs={max(sizes):,}: {total / 2**20:,.0f} MiB ({top} MiB); "
-                  f"process peak-RSS growth {rss:,.0f} MiB (includes the host copy of the GT and the sync/loop runs)")
-        del last_env
+            print(f"cuda: torch.cuda.max_memory_allocated {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB")
+    for world in worlds:
+        print(f"{world.name}: {world.dataset.n_users:,} users x {world.dataset.n_items:,} items, "
+              f"{world.quit_rule} quit rule N={world.n_win} M={world.threshold:g}")
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ app = typer.Typer(help="Performance probes: env steps/s, data load times, denois
 
 @app.command("env", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def env(ctx: typer.Context) -> None:
-    """Env steps/s: batched torch env vs SyncVectorEnv vs a Python loop. Extra arguments go to the benchmark
-    (e.g. ``recgym perf env --num-envs 1,64 --steps 20``; ``recgym perf env -- --help`` lists them)."""
+    """Env steps/s: the batched rec env vs a minimal fused torch step. Extra arguments go to the benchmark
+    (e.g. ``recgym perf env --num-envs 1,64 --worlds coat``; ``recgym perf env -- --help`` lists them)."""
     from recgym.benchmarks.perf.env import env_throughput
 
     try:

@@ -1,4 +1,4 @@
-"""Env throughput of the batched rec env vs SyncVectorEnv vs a Python loop.
+"""Env throughput of the batched rec env vs a minimal fused torch step.
 
 The measurement itself is `recgym.benchmarks.env_throughput` (its own command-line flags); this module is
 the one place the CLI and the ``throughput`` suite call it from.
