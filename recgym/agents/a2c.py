@@ -185,6 +185,14 @@ class A2CAgent:
             return logits.argmax(-1)
         return torch.multinomial(torch.softmax(logits, -1), 1, generator=self.gen).squeeze(-1)
 
+    @torch.no_grad()
+    def policy_logits(self, obs: dict[str, Any], info: dict[str, Any] | None = None) -> torch.Tensor:
+        """The policy's item logits [B, n_items], disallowed items at -inf: what ``eval_actions="sample"``
+        draws from (DORL's A2C samples at test time; `recgym.agents.eval_actions`)."""
+        obs = to_device_obs(obs, self.device)
+        logits, _ = self.net(obs)
+        return masked_logits(logits, action_mask(info, logits.shape[0], logits.shape[1], self.device))
+
     # -- learning --------------------------------------------------------------------------------------
     def _envs(self, env: Any, eval_env: Any) -> tuple[Any, Any]:
         """(training env, evaluation env) of ``learn(env, ..., eval_env)``; see the module docstring."""

@@ -24,6 +24,7 @@ import torch
 from gymnasium import spaces
 from tqdm.auto import tqdm
 
+from recgym.agents.eval_actions import EvalActions, parse_eval_actions
 from recgym.data.cache import atomic_write
 from recgym.envs.derive import TrainEnvSpec, base_env, env_family, matching_env, training_env
 
@@ -359,12 +360,66 @@ def greedy_mode(agent: Any) -> Iterator[None]:
             agent.training = was
 
 
-def evaluate_agent(agent: Any, env: Any, n_episodes: int, seed: int) -> dict[str, float]:
-    """Run ``agent`` greedily in the evaluation env via `recgym.envs.evaluate`; a flat dict of metrics."""
+def agent_eval_actions(agent: Any) -> EvalActions:
+    """The agent's own evaluation-action setting: its config's ``eval_actions`` (greedy when it has none)."""
+    value = getattr(getattr(agent, "cfg", None), "eval_actions", None)
+    return parse_eval_actions(value, f"{getattr(agent, 'name', type(agent).__name__)}: eval_actions")
+
+
+class EvalPolicy:
+    """The policy `evaluate_agent` runs: the agent's greedy ``act``, or a sample / epsilon-greedy variant of it.
+
+    ``sample`` draws ``argmax(policy_logits + Gumbel noise)`` (a draw from ``softmax(policy_logits)``, the
+    Gumbel-max trick) and needs the agent's ``policy_logits(obs, info)`` (logits [B, n_items], disallowed items
+    at -inf); ``epsilon`` replaces each greedy action with probability ``epsilon`` by an allowed item drawn
+    uniformly (``info["action_mask"]``; every item when the env gives no mask). Both draw from a generator
+    seeded with ``seed`` on the env's device (`recgym.agents.eval_actions`).
+    """
+
+    def __init__(self, agent: Any, actions: EvalActions, seed: int, env: Any) -> None:
+        name = getattr(agent, "name", type(agent).__name__)
+        if actions.kind == "sample" and not callable(getattr(agent, "policy_logits", None)):
+            raise ValueError(f"{name}: eval_actions='sample' needs a stochastic policy over items (a "
+                             "`policy_logits(obs, info)` method), which this agent does not have; use 'greedy' or "
+                             "'epsilon'")
+        self.agent, self.actions = agent, actions
+        space = getattr(env, "single_action_space", None) or getattr(base_env(env), "single_action_space", None)
+        self.n_items = int(space.n)
+        self.gen = generator(seed, getattr(base_env(env), "device", "cpu"))
+
+    def act(self, obs: dict[str, Any], info: dict[str, Any] | None = None) -> torch.Tensor:
+        if self.actions.kind == "sample":
+            logits = torch.as_tensor(self.agent.policy_logits(obs, info)).float()
+            u = torch.rand(logits.shape, generator=self.gen, device=logits.device).clamp_min_(1e-20)
+            return (logits - u.log_().neg_().log_()).argmax(-1)
+        greedy = torch.as_tensor(self.agent.act(obs, info))
+        if self.actions.kind == "greedy" or self.actions.epsilon <= 0:
+            return greedy
+        dev = self.gen.device
+        b = int(greedy.shape[0])
+        mask = action_mask(info, b, self.n_items, dev)
+        # uniform over the allowed items: argmax of uniform noise on them (as tianshou's DQN exploration)
+        noise = torch.rand((b, self.n_items), generator=self.gen, device=dev)
+        random_items = torch.where(mask | ~mask.any(1, keepdim=True), noise, torch.full_like(noise, -1.0)).argmax(1)
+        explore = torch.rand(b, generator=self.gen, device=dev) < self.actions.epsilon
+        return torch.where(explore, random_items, greedy.to(dev).long()).to(greedy.device)
+
+
+def evaluate_agent(agent: Any, env: Any, n_episodes: int, seed: int,
+                   actions: str | EvalActions | None = None) -> dict[str, float]:
+    """Evaluate ``agent`` in the evaluation env via `recgym.envs.evaluate`; a flat dict of metrics.
+
+    ``actions`` (`recgym.agents.eval_actions`): ``greedy`` (the agent's ``act`` with training off),
+    ``sample`` or ``epsilon[:eps]``; None uses the agent config's ``eval_actions`` (greedy without one).
+    """
     from recgym.envs.evaluation import evaluate
 
+    how = agent_eval_actions(agent) if actions is None else parse_eval_actions(actions)
     with greedy_mode(agent):
-        result = evaluate(agent, env, n_episodes=n_episodes, seed=seed)
+        if how.kind == "greedy":
+            result = evaluate(agent, env, n_episodes=n_episodes, seed=seed)
+        else:
+            result = evaluate(EvalPolicy(agent, how, seed, env), env, n_episodes=n_episodes, seed=seed)
     metrics = result if isinstance(result, dict) else getattr(result, "metrics", None) or dataclasses.asdict(result)
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, np.floating, np.integer))}
 
@@ -373,12 +428,15 @@ class EvalRecorder:
     """Evaluates an agent every so often, logs ``eval/<metric>`` and keeps the curve in ``history``.
 
     The k-th evaluation uses ``derive_seed(seed, "evaluation", k)`` (`recgym.envs.evaluation.derive_seed`):
-    fresh users each time, independent across run seeds."""
+    fresh users each time, independent across run seeds. ``actions`` as in `evaluate_agent` (None: the agent
+    config's ``eval_actions``).
+    """
 
-    def __init__(self, agent: Any, n_episodes: int, seed: int) -> None:
+    def __init__(self, agent: Any, n_episodes: int, seed: int, actions: str | EvalActions | None = None) -> None:
         self.agent = agent
         self.n_episodes = int(n_episodes)
         self.seed = int(seed)
+        self.actions = agent_eval_actions(agent) if actions is None else parse_eval_actions(actions)
         self.calls = 0
 
     def __call__(self, env: Any, step: int, logger: Any) -> dict[str, float]:
@@ -386,7 +444,8 @@ class EvalRecorder:
             return {}
         from recgym.envs.evaluation import derive_seed
 
-        metrics = evaluate_agent(self.agent, env, self.n_episodes, derive_seed(self.seed, "evaluation", self.calls))
+        metrics = evaluate_agent(self.agent, env, self.n_episodes, derive_seed(self.seed, "evaluation", self.calls),
+                                 self.actions)
         self.calls += 1
         log_scalars(logger, metrics, step, prefix="eval/")
         self.agent.history.append({"step": int(step), **metrics})

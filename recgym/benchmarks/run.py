@@ -8,7 +8,9 @@ Each run writes, under ``<root>/<suite>/<env>/<agent>/seed<k>/``:
   line; `read_metrics` ignores a torn last line): the agent's own scalars and ``eval/<metric>`` per evaluation;
 - ``tb/``           TensorBoard events of the same scalars;
 - ``checkpoint``    the agent's final `save` (written to a temp name, then `os.replace`);
-- ``result.json``   final and curve-average evaluation metrics, wall time, budget and budget unit;
+- ``result.json``   final and curve-average evaluation metrics, the curve (one entry per evaluation), wall
+  time, budget and budget unit, and how the run was evaluated (`evaluation_record`: ``eval_actions``, the
+  evaluation env's protocol with the ground truth's provenance, ``env_protocol``, and its ``optimum``);
 - ``DONE``          written last, atomically. A run with ``DONE`` is skipped when the grid is run again.
 
 A run that raises writes ``error.txt`` (the traceback) and the grid goes on; it is run again on the next call.
@@ -348,8 +350,28 @@ def _save_checkpoint(agent: Any, run_dir: Path) -> Path:
 # ------------------------------------------------------------------------------------------------ one run
 
 
-def _train_and_evaluate(spec: RunSpec, logger: RunLogger, opened: list[Any]) -> tuple[Any, list[dict[str, float]]]:
-    """Build the envs and the agent, ``learn``, and return the agent and its evaluation curve."""
+def evaluation_record(agent: Any, eval_env: Any) -> dict[str, Any]:
+    """How a run was evaluated, for ``result.json``: the agent's test-time actions (``eval_actions``,
+    `recgym.agents.eval_actions`), the evaluation env's effective protocol (``env_protocol``: mode, N, M,
+    max_turn and, for ground-truth envs, the ground truth's provenance ``ground_truth`` = ``{source,
+    comparable_to_published, note}``) and its exact optimum (``optimum``: mean best return over the evaluation
+    users when nobody can quit, else None)."""
+    from recgym.agents.common import agent_eval_actions
+    from recgym.envs.derive import base_env
+
+    inner = base_env(eval_env)
+    protocol = getattr(inner, "protocol", None)
+    protocol = json.loads(json.dumps(protocol, default=str)) if isinstance(protocol, dict) else None
+    optimum = None
+    if protocol is not None and protocol.get("quitting") is False and callable(getattr(inner, "optimal_return", None)):
+        optimum = float(inner.optimal_return().double().mean())
+    return {"eval_actions": agent_eval_actions(agent).label, "env_protocol": protocol, "optimum": optimum}
+
+
+def _train_and_evaluate(spec: RunSpec, logger: RunLogger, opened: list[Any]
+                        ) -> tuple[Any, list[dict[str, float]], dict[str, Any]]:
+    """Build the envs and the agent, ``learn``, and return the agent, its evaluation curve and
+    `evaluation_record`."""
     from recgym.agents.base import agent_spec
     from recgym.agents.common import evaluate_agent
     from recgym.envs.evaluation import derive_seed
@@ -369,7 +391,7 @@ def _train_and_evaluate(spec: RunSpec, logger: RunLogger, opened: list[Any]) -> 
         for k, v in metrics.items():
             logger.log_scalar(f"eval/{k}", v, spec.train_budget)
         curve = [{"step": spec.train_budget, **metrics}]
-    return agent, curve
+    return agent, curve, evaluation_record(agent, eval_env)
 
 
 def budget_unit(agent: str) -> str:
@@ -416,7 +438,7 @@ def execute_run(spec: RunSpec, root: Path | str = RUNS_DIR, *,
             if on_progress is not None:
                 on_progress(0, spec.train_budget)
                 logger.on_step = lambda step: on_progress(min(step, spec.train_budget), spec.train_budget)
-            agent, curve = _train_and_evaluate(spec, logger, opened)
+            agent, curve, evaluation = _train_and_evaluate(spec, logger, opened)
             _save_checkpoint(agent, run_dir)
             final = {k: float(v) for k, v in curve[-1].items() if k != "step"}
             keys = sorted({k for c in curve for k in c if k != "step"})
@@ -425,7 +447,7 @@ def execute_run(spec: RunSpec, root: Path | str = RUNS_DIR, *,
             wall = time.time() - t0
             result = {"final": final, "curve_mean": curve_mean, "n_evals": len(curve), "curve": curve,
                       "train_budget": spec.train_budget, "budget_unit": unit, "wall_s": wall,
-                      "protocol": spec.protocol}
+                      "protocol": spec.protocol, **evaluation}
             logger.close()
             write_text(run_dir / "result.json", json.dumps(result, indent=2, sort_keys=True) + "\n")
             write_text(run_dir / "DONE", json.dumps({"finished": time.time(), "wall_s": wall}) + "\n")

@@ -22,7 +22,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 SUITE_RECORD = "suite.json"  # written into runs/<suite>/ so `recgym report` knows the suite's layout
 
 LAYOUTS = ("default", "agents")
-AGGREGATIONS = {"curve": "curve_mean", "final": "final"}
+AGGREGATIONS = {"curve": "curve_mean", "final": "final", "published": "published_agg"}
 # Report columns that are not metrics: mean wall seconds per run, finished seeds, the budget and its unit.
 PLAIN_COLUMNS = ("wall_s", "seeds", "budget")
 
@@ -53,6 +53,7 @@ class AgentEntry:
     train_budget: int | None = None
     eval_every: int | None = None
     published: str | None = None  # method name in reference/published.csv
+    eval_actions: str | None = None  # test-time actions (recgym.agents.eval_actions); sets config.eval_actions
     line: int = 0
 
 
@@ -80,14 +81,15 @@ class Column:
 
 
 def parse_column(text: str) -> Column:
-    """``METRIC:curve|final``, ``METRIC:AGG/AGENT:METRIC`` (ours over another row's final mean), or a plain
-    column (``wall_s``, ``seeds``, ``budget``); ValueError with the grammar otherwise."""
+    """``METRIC:curve|final|published`` (``published``: the protocol source's published aggregation of the run's
+    curve, `recgym.benchmarks.report.aggregation`), ``METRIC:AGG/AGENT:METRIC`` (ours over another row's final
+    mean), or a plain column (``wall_s``, ``seeds``, ``budget``); ValueError with the grammar otherwise."""
     if text in PLAIN_COLUMNS:
         return Column(text, text)
     num, _, den = text.partition("/")
     metric, _, agg = num.partition(":")
     if not metric or agg not in AGGREGATIONS:
-        raise ValueError(f"report column {text!r}: expected METRIC:curve, METRIC:final, "
+        raise ValueError(f"report column {text!r}: expected METRIC:curve, METRIC:final, METRIC:published, "
                          f"METRIC:AGG/AGENT:METRIC or one of {list(PLAIN_COLUMNS)}")
     if not den:
         return Column(text, "metric", metric, AGGREGATIONS[agg])
@@ -179,7 +181,7 @@ def load_suite_record(suite_dir: Path | str) -> dict[str, Any] | None:
 _SUITE_FIELDS = {"name", "description", "seeds", "train_budget", "eval_episodes", "eval_every", "num_envs",
                  "device", "imports"}
 _ENV_FIELDS = {"name", "id", "eval_id", "protocol", "kwargs", "eval_kwargs", "published", "requires"}
-_AGENT_FIELDS = {"name", "label", "config", "envs", "train_budget", "eval_every", "published"}
+_AGENT_FIELDS = {"name", "label", "config", "envs", "train_budget", "eval_every", "published", "eval_actions"}
 _PROBE_FIELDS = {"name", "probe", "args", "requires"}
 _REPORT_FIELDS = {"layout", "columns", "envs", "long", "title"}
 _TOP_FIELDS = ("agents", "envs", "probes", "report", "suite")
@@ -321,11 +323,23 @@ class _Parser:
         if restrict is not None:
             restrict = self.str_list("agents", i, "envs", restrict, "env entry names")
         tb, ee = a.get("train_budget"), a.get("eval_every")
+        config = self.table("agents", i, "config", a.get("config", {}))
+        actions = a.get("eval_actions")
+        if actions is not None:
+            from recgym.agents.eval_actions import parse_eval_actions
+
+            try:
+                parse_eval_actions(actions)
+            except ValueError as exc:
+                raise self.fail("agents", i, "eval_actions", str(exc)) from exc
+            if "eval_actions" in config and config["eval_actions"] != actions:
+                raise self.fail("agents", i, "eval_actions", f"eval_actions={actions!r} and config.eval_actions="
+                                f"{config['eval_actions']!r} disagree; give one")
         return AgentEntry(name=a["name"], label=self.name("agents", i, "agent label", str(a.get("label", a["name"]))),
-                          config=self.table("agents", i, "config", a.get("config", {})), envs=restrict,
+                          config=config, envs=restrict,
                           train_budget=None if tb is None else self.need_int("agents", i, "train_budget", tb, 0),
                           eval_every=None if ee is None else self.need_int("agents", i, "eval_every", ee, 0),
-                          published=a.get("published"), line=self.lines.line("agents", i))
+                          published=a.get("published"), eval_actions=actions, line=self.lines.line("agents", i))
 
     def probe(self, i: int, p: dict[str, Any]) -> ProbeEntry:
         self.check_fields("probes", i, p, _PROBE_FIELDS)
@@ -617,7 +631,8 @@ def env_kwargs_problem(env_id: str, kwargs: dict[str, Any]) -> str | None:
 
             resolve_protocol(kwargs.get("protocol", "dorl"), dataset, "distance", mode=kwargs.get("mode"),
                              max_turn=kwargs.get("max_turn"), num_leave_compute=kwargs.get("num_leave_compute"),
-                             leave_threshold=kwargs.get("leave_threshold"), quit_rule=kwargs.get("quit_rule"))
+                             leave_threshold=kwargs.get("leave_threshold"), quit_rule=kwargs.get("quit_rule"),
+                             quit_window=kwargs.get("quit_window"))
         if family == "InteractiveRec":
             from recgym.envs.interactive import resolve_shaping
             from recgym.worldmodels import WORLD_MODELS

@@ -219,15 +219,19 @@ def report(
     suite_dir: Path = typer.Argument(..., help="a suite's runs folder, e.g. runs/quick"),
     out: Path = typer.Option(None, "--out", help="output folder (default: <suite_dir>/_report)"),
     no_plots: bool = typer.Option(False, "--no-plots", help="tables only, no PNGs"),
+    wide: bool = typer.Option(False, "--wide", help="print every metric and aggregation (default: a summary "
+                                                    "that fits 100 columns; report.md always has both)"),
 ) -> None:
     """Tables and plots of a suite's runs and probes (text, Markdown, CSV, PNG), in the suite's layout.
 
-    Mean ± std over seeds of the curve average and the final evaluation, published numbers where named.
+    Mean ± std over seeds: R_cumu final, % of the optimum, Length, CV, R_cumu under the published aggregation of
+    the protocol's source (DORL / ROLeR: all evaluations; EasyRL4Rec: the last 25%) and the published number
+    where the suite names one. Rows measured on a fallback ground truth are marked *.
     """
     from recgym.benchmarks.report import make_report
 
     try:
-        make_report(suite_dir, out_dir=out, plots=not no_plots, show=True)
+        make_report(suite_dir, out_dir=out, plots=not no_plots, show=True, wide=wide)
     except (FileNotFoundError, NotADirectoryError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

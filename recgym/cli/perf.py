@@ -5,6 +5,8 @@ Each command calls the plain function in `recgym.benchmarks.perf` that the ``thr
 
 from __future__ import annotations
 
+import json
+
 import typer
 
 from recgym.cli.common import print_rows, split_list
@@ -13,17 +15,29 @@ app = typer.Typer(help="Performance probes: env steps/s, data load times, denois
                   no_args_is_help=True)
 
 
-@app.command("env", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def env(ctx: typer.Context) -> None:
-    """Env steps/s: the batched rec env vs a minimal fused torch step. Extra arguments go to the benchmark
-    (e.g. ``recgym perf env --num-envs 1,64 --worlds coat``; ``recgym perf env -- --help`` lists them)."""
-    from recgym.benchmarks.perf.env import env_throughput
+@app.command("env")
+def env(
+    worlds: str = typer.Option("coat,kuairand", "--worlds", help="comma list: coat, kuairand (synthetic worlds)"),
+    num_envs: str = typer.Option("1,64,1024,16384", "--num-envs", help="comma list of batch sizes"),
+    repeats: int = typer.Option(3, "--repeats", help="measurements per cell; the best is reported"),
+    min_time: float = typer.Option(0.25, "--min-time", help="seconds per measurement (at least)"),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads"),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, or auto (cpu, then cuda when available)"),
+    json_out: str = typer.Option(None, "--json-out"),
+) -> None:
+    """Env steps/s: the batched rec env (with and without action checks) vs a minimal fused torch step."""
+    from recgym.benchmarks.perf.env import env_throughput, format_env_throughput
 
     try:
-        typer.echo(env_throughput(ctx.args), nl=False)
-    except SystemExit as exc:  # argparse: --help or a bad flag (it has printed why)
-        if exc.code:
-            raise typer.Exit(int(exc.code) if isinstance(exc.code, int) else 2) from exc
+        rows = env_throughput(split_list(worlds, "--worlds"), split_list(num_envs, "--num-envs", int), device,
+                              threads, repeats, min_time)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    typer.echo(format_env_throughput(rows), nl=False)
+    if json_out:
+        from recgym.data.cache import atomic_write_bytes
+
+        atomic_write_bytes(json_out, json.dumps(rows, indent=1).encode())
 
 
 @app.command("data-load")

@@ -49,10 +49,10 @@ read-back costs no more than any other op, subclasses may take data-dependent sh
 Info values. ``_step_info`` / ``_step_envs`` may return `Lazy` values: an `InfoDict` (the type of every
 returned info) computes such an entry when it is first read -- by indexing, ``get``, ``items``, ``**``
 unpacking, copying -- and keeps the result, so an entry nobody reads (e.g. an [num_envs, n_items] action mask)
-costs nothing.
+costs nothing (both in `recgym.envs.info`, re-exported here).
 
-`SingleEnvAdapter` turns a ``num_envs=1`` batched env into a numpy ``gymnasium.Env`` (for
-``gymnasium.make``, ``check_env`` and SB3) without duplicating any dynamics.
+`SingleEnvAdapter` (`recgym.envs.single`, re-exported here) turns a ``num_envs=1`` batched env into a numpy
+``gymnasium.Env`` (for ``gymnasium.make``, ``check_env`` and SB3) without duplicating any dynamics.
 """
 
 from __future__ import annotations
@@ -61,16 +61,18 @@ import copy
 import dataclasses
 import functools
 import operator
-from collections.abc import Callable, ItemsView, Iterator, Mapping, Sequence, ValuesView
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium import spaces
 from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
+
+from recgym.envs.info import InfoDict, Lazy  # re-exported: the info types of every env
+from recgym.envs.single import SingleEnvAdapter, to_numpy_tree  # re-exported: the numpy single env
 
 __all__ = [
     "AutoresetMode",
@@ -154,99 +156,6 @@ def stream_bits(
     return h
 
 
-class Lazy:
-    """An info value computed by ``fn()`` when it is first read (see `InfoDict`)."""
-
-    __slots__ = ("fn",)
-
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        self.fn = fn
-
-
-class InfoDict(dict):
-    """The info dict of recgym envs: `Lazy` entries are computed on first read, then stored as plain values.
-
-    Every way of reading a value resolves it: indexing, ``get``, ``items``, ``values``, ``pop``, ``copy``,
-    ``==``, ``repr``, pickling and ``{**info}`` / ``dict(info)`` (a Python-level ``__iter__`` makes CPython copy
-    through ``keys()`` and ``__getitem__`` instead of reading the raw entries).
-    """
-
-    def _resolve(self, key: Any) -> Any:
-        v = dict.__getitem__(self, key)
-        if isinstance(v, Lazy):
-            v = v.fn()
-            dict.__setitem__(self, key, v)
-        return v
-
-    def _resolve_all(self) -> None:
-        for k in list(dict.keys(self)):
-            self._resolve(k)
-
-    def __getitem__(self, key: Any) -> Any:
-        return self._resolve(key)
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        return self._resolve(key) if key in self else default
-
-    def __iter__(self) -> Iterator[Any]:  # dict's, defined in Python so that copies go through __getitem__
-        return dict.__iter__(self)
-
-    def items(self) -> ItemsView[Any, Any]:
-        self._resolve_all()
-        return dict.items(self)
-
-    def values(self) -> ValuesView[Any]:
-        self._resolve_all()
-        return dict.values(self)
-
-    def pop(self, key: Any, *default: Any) -> Any:
-        if key in self:
-            v = self._resolve(key)
-            dict.__delitem__(self, key)
-            return v
-        return dict.pop(self, key, *default)
-
-    def popitem(self) -> tuple[Any, Any]:
-        self._resolve_all()
-        return dict.popitem(self)
-
-    def setdefault(self, key: Any, default: Any = None) -> Any:
-        if key in self:
-            return self._resolve(key)
-        dict.__setitem__(self, key, default)
-        return default
-
-    def copy(self) -> InfoDict:
-        self._resolve_all()
-        return InfoDict(self)
-
-    def __or__(self, other: Any) -> InfoDict:
-        out = self.copy()
-        out.update(other)
-        return out
-
-    def __ror__(self, other: Any) -> InfoDict:
-        out = InfoDict(other)
-        out.update(self)
-        return out
-
-    def __eq__(self, other: object) -> bool:
-        self._resolve_all()
-        if isinstance(other, InfoDict):
-            other._resolve_all()
-        return dict.__eq__(self, other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        self._resolve_all()
-        return f"InfoDict({dict.__repr__(self)})"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        self._resolve_all()
-        return (InfoDict, (dict(self),))
-
-
 def _normalise_autoreset(mode: AutoresetMode | str) -> AutoresetMode:
     if isinstance(mode, AutoresetMode):
         return mode
@@ -318,41 +227,6 @@ def check_action_range(
         val = actions[idx].tolist()
         rng = f"[{low}, {high}]" if inclusive_high else f"[{low}, {high})"
         raise ValueError(f"{name}[{idx}] = {val} is out of range, expected values in {rng}")
-
-
-def to_numpy_tree(x: Any) -> Any:
-    """Tensors -> numpy arrays, recursively through dicts (for the numpy single env / SB3)."""
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    if isinstance(x, Mapping):
-        return {k: to_numpy_tree(v) for k, v in x.items()}
-    return x
-
-
-def _copy_tree(x: Any) -> Any:
-    if isinstance(x, np.ndarray):
-        return x.copy()
-    if isinstance(x, Mapping):
-        return {k: _copy_tree(v) for k, v in x.items()}
-    return copy.deepcopy(x)
-
-
-def _index_tree(x: Any, i: int) -> Any:
-    if isinstance(x, torch.Tensor):
-        return x[i]
-    if isinstance(x, Mapping):
-        return {k: _index_tree(v, i) for k, v in x.items()}
-    return x
-
-
-def _where_tree(mask: torch.Tensor, a: Any, b: Any) -> Any:
-    """Elementwise ``mask ? a : b`` over matching trees of tensors (mask broadcast over trailing dims)."""
-    if isinstance(a, torch.Tensor):
-        m = mask.view(-1, *([1] * (a.dim() - 1)))
-        return torch.where(m, a, b)
-    if isinstance(a, Mapping):
-        return {k: _where_tree(mask, a[k], b[k]) for k in a}
-    return a
 
 
 def _check_high(high: int) -> None:
@@ -700,82 +574,3 @@ class BatchedEnv(VectorEnv):
 
     def close_extras(self, **kwargs: Any) -> None:
         """Nothing to release beyond tensors (garbage-collected)."""
-
-
-# ----------------------------------------------------------------------------------------------------------
-# numpy single env over a num_envs=1 batched env
-# ----------------------------------------------------------------------------------------------------------
-def _to_single(x: Any, space: gym.Space) -> Any:
-    if isinstance(space, spaces.Dict):
-        return {k: _to_single(x[k], space[k]) for k in space.spaces}
-    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    if isinstance(space, spaces.Discrete):
-        return np.int64(arr)
-    return np.array(arr, dtype=space.dtype, copy=True)
-
-
-class SingleEnvAdapter(gym.Env):
-    """A numpy `gymnasium.Env` over a ``num_envs=1`` `BatchedEnv` (autoreset DISABLED): same dynamics, no copy.
-
-    Observations are numpy (matching ``batched.single_observation_space``), rewards python floats, info
-    values numpy arrays with the batch dimension removed (non-tensor entries pass through).
-    """
-
-    metadata: dict[str, Any] = {"render_modes": []}
-
-    def __init__(self, batched: BatchedEnv) -> None:
-        if batched.num_envs != 1:
-            raise ValueError(f"SingleEnvAdapter needs a batched env with num_envs=1, got {batched.num_envs}")
-        batched.autoreset_mode = AutoresetMode.DISABLED
-        self.batched = batched
-        self.observation_space = batched.single_observation_space
-        self.action_space = batched.single_action_space
-        self._spec: EnvSpec | None = None
-
-    @property
-    def spec(self) -> EnvSpec | None:  # type: ignore[override]
-        return self._spec
-
-    @spec.setter
-    def spec(self, value: EnvSpec | None) -> None:
-        if value is not None:
-            value = copy.copy(value)
-            value.kwargs = {**value.kwargs, **self.batched.effective_kwargs()}
-        self._spec = value
-
-    @property
-    def device(self) -> torch.device:
-        return self.batched.device
-
-    def _info(self, info: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in info.items():
-            if k.startswith("final_") or k.startswith("_final"):
-                continue
-            out[k] = _copy_tree(to_numpy_tree(_index_tree(v, 0)))
-        return out
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
-        super().reset(seed=seed)
-        obs, info = self.batched.reset(seed=seed, options=options)
-        return _to_single(_index_tree(obs, 0), self.observation_space), self._info(info)
-
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
-        if self.batched._has_reset and bool(self.batched.done[0]):
-            raise RuntimeError("step() called after the episode ended; call reset() first")
-        if isinstance(action, torch.Tensor):
-            a = action.reshape(1, *action.shape)
-        else:
-            arr = np.asarray(action)
-            a = arr.reshape(1, *arr.shape)
-        obs, reward, terminated, truncated, info = self.batched.step(a)
-        return (
-            _to_single(_index_tree(obs, 0), self.observation_space),
-            float(reward[0]),
-            bool(terminated[0]),
-            bool(truncated[0]),
-            self._info(info),
-        )
-
-    def close(self) -> None:
-        self.batched.close()

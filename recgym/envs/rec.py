@@ -9,7 +9,8 @@ EasyRL4Rec (DORL arXiv:2307.04571, ROLeR arXiv:2407.13163, EasyRL4Rec arXiv:2402
   shaping. Either override `RecEnv._rewards` in a subclass or pass ``reward_fn(users, items, state) ->
   float32 [B]`` (``state`` is a `RecState` snapshot taken *before* the transition).
 * **Quit rule** (window N = ``num_leave_compute``, threshold M = ``leave_threshold``), checked on the new
-  item against the last N items of the episode *before* it; step 0 never quits:
+  item against a window of the items of the episode *before* it (``quit_window``: the last N items, or the
+  original code's slice ``seq[t - N : t]``; see `recgym.envs.protocol`); step 0 never quits.
 
   - ``distance`` (Coat, Yahoo, ML-1M, synthetic): quit if ``dist(new, j) < M`` for any j in the window,
     ``dist(i, j) = ||GT[:, i] - GT[:, j]||_2`` over ground-truth columns, precomputed once as an item x item
@@ -27,9 +28,9 @@ EasyRL4Rec (DORL arXiv:2307.04571, ROLeR arXiv:2407.13163, EasyRL4Rec arXiv:2402
   ValueError naming the env, the item and the step (unless ``validate_actions=False``, see below);
   ``invalid_action="terminate"`` gives reward 0, ends the episode (``terminated=True``) and sets
   ``info["invalid_action"]`` (for learners that cannot mask).
-* **Protocols** (``protocol=``) fix N, M, the mode and max_turn per dataset; see `recgym.envs.protocol`. Explicit
-  ``num_leave_compute`` / ``leave_threshold`` / ``mode`` / ``max_turn`` / ``quit_rule`` kwargs override the
-  protocol; ``protocol="custom"`` starts from N=1, M=0, NX_0, max_turn=30. The effective values are in
+* **Protocols** (``protocol=``) fix N, M, the window, the mode and max_turn per dataset; see
+  `recgym.envs.protocol`. Explicit ``num_leave_compute`` / ``leave_threshold`` / ``mode`` / ``max_turn`` /
+  ``quit_rule`` / ``quit_window`` kwargs override the protocol; ``protocol="custom"`` starts from N=1, M=0, NX_0, max_turn=30. The effective values are in
   ``env.protocol``, in the ``info["protocol"]`` returned by ``reset`` and in ``env.spec.kwargs``.
 
 Observation (batched): dict of tensors ``user`` int64 [B], ``step`` int64 [B] (steps taken in the episode),
@@ -54,7 +55,6 @@ range is clamped into range, a repeat is stepped as a new item).
 from __future__ import annotations
 
 import functools
-import hashlib
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -64,6 +64,16 @@ from gymnasium.vector import AutoresetMode
 
 from recgym.data.base import LoggedDataset
 from recgym.envs.core import BatchedEnv, Lazy, SingleEnvAdapter, as_action_tensor, check_action_range
+from recgym.envs.matrices import (  # compact_matrix and item_distance_matrix re-exported
+    byte_masks,
+    cached_distances,
+    close_pair_share,
+    compact_matrix,
+    item_distance_matrix,
+    mask_from_bits,
+    quit_pair_table,
+    window_keep_table,
+)
 from recgym.envs.protocol import (  # re-exported (tables live there)
     MODES,
     PROTOCOLS,
@@ -83,75 +93,6 @@ __all__ = [
     "make_ground_truth_vec",
     "resolve_protocol",
 ]
-
-
-def compact_matrix(mat: np.ndarray, dtype: str = "auto", max_float32_bytes: int = 512 << 20) -> torch.Tensor:
-    """The smallest lossless dtype for a reward matrix: uint8 (integers 0..255), float16, else float32.
-
-    With ``dtype="auto"`` a float32-only matrix larger than ``max_float32_bytes`` is stored as float16 (lossy;
-    relative error <= 2**-11), so a KuaiRand-sized matrix stays well under 1 GB. Explicit ``"uint8"``,
-    ``"float16"``, ``"float32"`` force the dtype.
-    """
-    if dtype == "auto" and isinstance(mat, np.ndarray) and mat.dtype in (np.uint8, np.float16):
-        return torch.from_numpy(mat)  # already compact (shares memory)
-    arr = np.asarray(mat, dtype=np.float32)
-    if dtype == "auto":
-        finite = bool(np.isfinite(arr).all())
-        if finite and arr.min() >= 0 and arr.max() <= 255 and np.array_equal(arr, np.round(arr)):
-            return torch.from_numpy(arr.astype(np.uint8))
-        f16 = arr.astype(np.float16)
-        if np.array_equal(f16.astype(np.float32), arr) or arr.nbytes > max_float32_bytes:
-            return torch.from_numpy(f16)
-        return torch.from_numpy(arr)
-    table = {"uint8": np.uint8, "float16": np.float16, "float32": np.float32}
-    if dtype not in table:
-        raise ValueError(f"gt_dtype={dtype!r}, expected one of {['auto', *table]}")
-    return torch.from_numpy(arr.astype(table[dtype]))
-
-
-def item_distance_matrix(
-    gt: np.ndarray | torch.Tensor, device: torch.device | str = "cpu", chunk: int = 1024
-) -> torch.Tensor:
-    """``dist[i, j] = ||GT[:, i] - GT[:, j]||_2`` (item x item), computed in column chunks, exactly: in float32
-    for integer-valued matrices whose dot products stay below 2**24, in float64 otherwise.
-
-    Stored float32 for up to 4,096 items and float16 above (7,583 items: 115 MB).
-    """
-    g = torch.as_tensor(np.asarray(gt, dtype=np.float64) if not isinstance(gt, torch.Tensor) else gt)
-    g = g.to(device=device, dtype=torch.float64).T.contiguous()  # [n_items, n_users]
-    # integer-valued matrices (ratings, clicks) are exact in float32 while every dot product stays < 2**24
-    if bool(torch.equal(g, g.round())) and float(g.abs().max()) ** 2 * g.shape[1] < 2**24:
-        g = g.float()
-    n = g.shape[0]
-    out_dtype = torch.float32 if n <= 4096 else torch.float16
-    sq = (g * g).sum(1)
-    out = torch.empty((n, n), dtype=out_dtype, device=g.device)
-    for s in range(0, n, chunk):
-        e = min(n, s + chunk)
-        d2 = sq[s:e, None] + sq[None, :] - 2.0 * (g[s:e] @ g.T)
-        out[s:e] = d2.double().clamp_min_(0.0).sqrt_().to(out_dtype)
-    out.fill_diagonal_(0.0)
-    return out
-
-
-_DIST_CACHE: list[tuple[tuple, torch.Tensor]] = []
-
-
-def _cached_distances(src: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
-    """`item_distance_matrix`, reused for a source matrix of identical content (the last 2 are kept).
-
-    Keyed by shape, dtype and a blake2b digest of the bytes, so copies of a dataset (``gym.make`` deep-copies
-    its kwargs) share one matrix.
-    """
-    arr = src.detach().cpu().numpy() if isinstance(src, torch.Tensor) else np.ascontiguousarray(src)
-    key = (arr.shape, str(arr.dtype), hashlib.blake2b(arr.tobytes(), digest_size=16).hexdigest(), str(device))
-    for k, dist in _DIST_CACHE:
-        if k == key:
-            return dist
-    dist = item_distance_matrix(arr, device)
-    _DIST_CACHE.append((key, dist))
-    del _DIST_CACHE[:-2]
-    return dist
 
 
 _MAX_PAIR_TABLE = 1 << 28  # bytes of a quit pair table (16,383 items)
@@ -195,6 +136,7 @@ class RecEnv(BatchedEnv):
         num_leave_compute: int | None = None,
         leave_threshold: float | None = None,
         quit_rule: str | None = None,
+        quit_window: str | None = None,
         history_len: int = 10,
         users: Any = None,
         invalid_action: str = "raise",
@@ -228,6 +170,7 @@ class RecEnv(BatchedEnv):
             "num_leave_compute": num_leave_compute,
             "leave_threshold": leave_threshold,
             "quit_rule": quit_rule,
+            "quit_window": quit_window,
         }
         base = resolve_protocol(protocol, dataset.name, dataset.quit_rule, **self._explicit)
         self._base_protocol = base
@@ -236,37 +179,29 @@ class RecEnv(BatchedEnv):
         n_pool_max = dataset.n_gt_users if dataset.n_gt_users > 0 else dataset.n_users
         if users is None:
             pool = np.arange(n_pool_max, dtype=np.int64)
-        elif isinstance(users, torch.Tensor) and users.dtype == torch.int64 and users.dim() == 1 and users.numel():
-            pool = users  # shared as is (siblings); validated below
-            lo_u, hi_u = int(users.min()), int(users.max())
-            if lo_u < 0 or hi_u >= n_pool_max:
-                raise ValueError(f"users must be ids in [0, {n_pool_max}), got min {lo_u} max {hi_u}")
-        else:
-            pool = np.asarray(users, dtype=np.int64).reshape(-1)
-            if pool.size == 0:
+        else:  # a 1-D int64 tensor (a sibling's pool) is shared as is
+            shared = isinstance(users, torch.Tensor) and users.dtype == torch.int64 and users.dim() == 1
+            pool = users if shared else np.asarray(users, dtype=np.int64).reshape(-1)
+            if len(pool) == 0:
                 raise ValueError("users must be a non-empty list of user ids")
-            if pool.min() < 0 or pool.max() >= n_pool_max:
-                raise ValueError(
-                    f"users must be ids in [0, {n_pool_max}) (the evaluation users), got min {pool.min()} "
-                    f"max {pool.max()}"
-                )
+            lo_u, hi_u = int(pool.min()), int(pool.max())
+            if lo_u < 0 or hi_u >= n_pool_max:
+                raise ValueError(f"users must be ids in [0, {n_pool_max}) (the evaluation users), got min {lo_u} "
+                                 f"max {hi_u}")
         self.n_user_space = int(max(dataset.n_users, n_pool_max))
 
         max_turn_space = max(base.max_turn, 10)
         lo = float(min(0.0, reward_range[0]))
         hi = float(max(0.0, reward_range[1]))
         w = self.history_len
-        obs_space = spaces.Dict(
-            {
-                "user": spaces.Discrete(self.n_user_space),
-                "step": spaces.Discrete(max_turn_space + 1),
-                "items": spaces.Box(-1, self.n_items - 1, shape=(w,), dtype=np.int64),
-                "rewards": spaces.Box(lo, hi, shape=(w,), dtype=np.float32),
-            }
-        )
-        super().__init__(
-            num_envs, obs_space, spaces.Discrete(self.n_items), device=device, autoreset_mode=autoreset_mode
-        )
+        obs_space = spaces.Dict({
+            "user": spaces.Discrete(self.n_user_space),
+            "step": spaces.Discrete(max_turn_space + 1),
+            "items": spaces.Box(-1, self.n_items - 1, shape=(w,), dtype=np.int64),
+            "rewards": spaces.Box(lo, hi, shape=(w,), dtype=np.float32),
+        })
+        super().__init__(num_envs, obs_space, spaces.Discrete(self.n_items), device=device,
+                         autoreset_mode=autoreset_mode)
         dev = self.device
         self.users_pool = torch.as_tensor(pool, device=dev)
         self.item_categories = torch.as_tensor(np.asarray(dataset.item_categories, dtype=bool), device=dev)
@@ -280,8 +215,7 @@ class RecEnv(BatchedEnv):
         self._item_bit = torch.ones_like(items) << (items & 63)
         self._row_words = torch.arange(self.num_envs, dtype=torch.int64, device=dev) * self._words
         self._batch_shape = torch.Size([self.num_envs])
-        byte_bits = (torch.arange(256, dtype=torch.uint8)[:, None] >> torch.arange(8, dtype=torch.uint8)) & 1
-        self._byte_masks = (byte_bits == 0).view(torch.int64).view(-1).to(dev)  # int64 [256], see _mask_from
+        self._byte_masks = byte_masks(dev)  # int64 [256], see _mask_from
         self._set_protocol(base)
         self._alloc_state()
 
@@ -298,20 +232,19 @@ class RecEnv(BatchedEnv):
         self.protocol = p
         self.masked = p["mode"] != "FB"
         self.max_turn = int(p["max_turn"])
-        self._n_win = int(p["num_leave_compute"]) if p["quitting"] else 0
-        self._k = max(self.history_len, self._n_win)
+        self._n_win = n_win = int(p["num_leave_compute"]) if p["quitting"] else 0
+        self._k = max(self.history_len, n_win)
+        self._win_keep = window_keep_table(n_win, p["quit_window"], self.device)  # None: all slots count
         if p["quitting"] and p["quit_rule"] == "distance" and self._item_dist is None:
             src = self._distance_source
             if src is None:
                 src = self.dataset.quit_distance_source()
             if src is None:
                 raise ValueError(f"{self.dataset.name}: distance quit rule needs a ground-truth matrix")
-            self._item_dist = _cached_distances(src, self.device)
+            self._item_dist = cached_distances(src, self.device)
         if p["quitting"] and p["quit_rule"] == "distance" and self._item_dist is not None:
             # share of item pairs closer than M: near 1 means nearly every episode ends at step 2
-            d = self._item_dist
-            n = d.shape[0]
-            close = float(((d.float() < p["leave_threshold"]).sum() - n) / max(n * (n - 1), 1))
+            close = close_pair_share(self._item_dist, p["leave_threshold"])
             p["close_pair_share"] = round(close, 4)
             if close > 0.9:
                 p["note"] = (f"{close:.0%} of item pairs are closer than leave_threshold={p['leave_threshold']}: "
@@ -358,6 +291,7 @@ class RecEnv(BatchedEnv):
             "leave_threshold": p.leave_threshold,
             "max_turn": self.protocol["max_turn"],
             "quit_rule": p.quit_rule,
+            "quit_window": p.quit_window,
             "history_len": self.history_len,
         }
 
@@ -442,42 +376,30 @@ class RecEnv(BatchedEnv):
                 bits.masked_fill_(m2, 0)
 
     def _quit_pairs(self) -> torch.Tensor | None:
-        """Flat bool [n_items * (n_items + 1)]: ``[i * (n + 1) + j]`` = does a user leave on item ``i`` when ``j``
-        is in the window (column ``n``: False, for empty window slots)? None without quitting, where a pair
+        """The env's `quit_pair_table`, built once (shared with siblings); None without quitting, where a pair
         table cannot decide (category rule with M >= 1 or M < 0: counts matter) or would exceed 256 MB."""
-        if self._pairs_checked:
-            assert self._pairs is not None
-            return self._pairs[1]
-        p, n = self.protocol, self.n_items
-        key = (p["quit_rule"], p["leave_threshold"], n, str(self.device))
+        p, n, m = self.protocol, self.n_items, self.protocol["leave_threshold"]
+        key = (p["quit_rule"], m, n, str(self.device))
+        if self._pairs is None or self._pairs[0] != key:
+            fits = p["quitting"] and n * (n + 1) <= _MAX_PAIR_TABLE and (p["quit_rule"] == "distance" or 0 <= m < 1)
+            table = quit_pair_table(p["quit_rule"], m, self._item_dist, self.item_categories) if fits else None
+            self._pairs = (key, table)
         self._pairs_checked = True
-        if self._pairs is not None and self._pairs[0] == key:
-            return self._pairs[1]
-        m = p["leave_threshold"]
-        table = None
-        if p["quitting"] and n * (n + 1) <= _MAX_PAIR_TABLE and (p["quit_rule"] == "distance" or 0.0 <= m < 1.0):
-            table = torch.zeros((n, n + 1), dtype=torch.bool, device=self.device)
-            cats = self.item_categories.float()
-            for s in range(0, n, 1024):
-                e = min(n, s + 1024)
-                if p["quit_rule"] == "distance":
-                    assert self._item_dist is not None
-                    table[s:e, :n] = self._item_dist[s:e].float() < m
-                else:  # 0 <= M < 1: a category counted more than M times = shared with some window item
-                    table[s:e, :n] = (cats[s:e] @ cats.T) > 0.5
-            table = table.reshape(-1)
-        self._pairs = (key, table)
-        return table
+        return self._pairs[1]
 
     def _quit(self, a: torch.Tensor, a1: torch.Tensor) -> torch.Tensor:
-        """bool [B]: does the user leave on item ``a`` (``a1``: the same as [B, 1]) given the last N items?"""
+        """bool [B]: does the user leave on item ``a`` (``a1``: the same as [B, 1]) given the quit window?"""
         n = self._n_win
         window = self.buf_items if n == self._k else self.buf_items[:, self._k - n :]
+        # published window early in an episode: only the slots of seq[t - N : t] count (one gather, no read-back)
+        keep = None if self._win_keep is None else torch.index_select(self._win_keep, 0,
+                                                                      self.step_count.clamp_max(n))
         pairs = self._pairs[1] if self._pairs_checked else self._quit_pairs()  # type: ignore[index]
         if pairs is not None:
             # empty slots hold -1: index a*(n+1) - 1 is the False column n of row a - 1 (of the last row for a = 0)
-            return torch.take(pairs, torch.add(window, a1, alpha=self.n_items + 1)).any(1)
-        valid = window >= 0
+            hit = torch.take(pairs, torch.add(window, a1, alpha=self.n_items + 1))
+            return (hit if keep is None else hit & keep).any(1)
+        valid = window >= 0 if keep is None else (window >= 0) & keep
         w = window.clamp_min(0)
         if self.protocol["quit_rule"] == "distance":
             assert self._item_dist is not None
@@ -537,15 +459,9 @@ class RecEnv(BatchedEnv):
         }
 
     def _mask_from(self, bits: torch.Tensor) -> torch.Tensor:
-        """bool [B, n_items] no-repeat mask of the bit sets ``bits`` (False = already recommended).
-
-        One lookup per byte of the bit sets: ``_byte_masks[v]`` holds the 8 bools of byte value ``v`` as the
-        bytes of one int64 (the bit sets are read as bytes in memory order, bit i of a word being bit i % 8 of
-        its byte i // 8 on the little-endian machines torch runs on).
-        """
+        """bool [B, n_items] no-repeat mask of the bit sets ``bits`` (False = already recommended)."""
         b, n = self.num_envs, self.n_items
-        full = torch.index_select(self._byte_masks, 0, bits.view(torch.uint8).int())
-        full = full.view(torch.bool).view(b, self._words * 64)
+        full = mask_from_bits(bits, self._byte_masks, b)
         if self.copy_mask:
             return full if n == self._words * 64 else full[:, :n].contiguous()
         if self._mask_buf is None:

@@ -18,7 +18,7 @@ SMALL = {"dataset_kwargs": {"n_users": 40, "n_items": 60, "seed": 0}}
 def test_protocol_is_frozen_and_its_dict_is_plain():
     p = resolve_protocol("dorl", "Yahoo-R3", "distance")
     assert p == Protocol(name="dorl", dataset="yahoo", mode="NX_0", quit_rule="distance", num_leave_compute=3,
-                         leave_threshold=120.0, max_turn=30, source="dorl")
+                         leave_threshold=120.0, max_turn=30, source="dorl", quit_window="published")
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.max_turn = 5  # type: ignore[misc]
     assert json.loads(json.dumps(p.as_dict())) == p.as_dict()

@@ -2,7 +2,8 @@
 
 The reference follows the protocol as written in `recgym.envs.rec` (per-episode user draw from the counter-based
 stream, ground-truth reward, quit rules from their definitions, no-repeat mask from the episode's item list,
-NEXT_STEP / SAME_STEP autoreset), one env at a time with Python lists. Every step compares rewards, flags,
+NEXT_STEP / SAME_STEP autoreset), one env at a time with Python lists. The ``published`` quit window is the
+original code's Python slice ``seq[t - N : t]`` itself (DORL-codes ``Coat.py`` ``_determine_whether_to_leave``). Every step compares rewards, flags,
 observations and the action mask; masks are also read long after their step (they must not change).
 """
 
@@ -44,14 +45,14 @@ class Reference:
 
     def __init__(self, gt: np.ndarray, cats: np.ndarray, *, n_envs: int, seed: int, pool: list[int], mode: str,
                  quit_rule: str, n_win: int, threshold: float, max_turn: int, history_len: int,
-                 autoreset: str, invalid_action: str = "raise") -> None:
+                 autoreset: str, invalid_action: str = "raise", quit_window: str = "last_n") -> None:
         self.gt, self.cats, self.pool = gt, cats, pool
         self.n_items = gt.shape[1]
         self.masked = mode != "FB"
         self.quitting = mode != "NX_10" and n_win > 0 and not (quit_rule == "distance" and threshold <= 0)
         self.max_turn = 10 if mode == "NX_10" else max_turn
         self.rule, self.n_win, self.m, self.w = quit_rule, n_win, threshold, history_len
-        self.autoreset, self.invalid_action = autoreset, invalid_action
+        self.autoreset, self.invalid_action, self.quit_window = autoreset, invalid_action, quit_window
         self.dist = item_distance_matrix(gt).float().numpy()
         self.seeds = [seed + i for i in range(n_envs)]
         self.episode = [0] * n_envs
@@ -68,7 +69,11 @@ class Reference:
         self.items[i], self.rewards[i] = [], []
 
     def _leaves(self, i: int, a: int) -> bool:
-        window = self.items[i][-self.n_win:] if self.items[i] else []
+        seq, t, n = self.items[i], len(self.items[i]), self.n_win
+        if self.quit_window == "published":
+            window = seq[t - n : t] if t >= 1 else []  # the original's slice: a negative start counts from the end
+        else:
+            window = seq[-n:] if seq else []
         if not self.quitting or not window:
             return False
         if self.rule == "distance":
@@ -145,6 +150,17 @@ CASES = {
                               users=[2, 5, 7]),
     "nx0_terminate": dict(mode="NX_0", quit_rule="distance", num_leave_compute=2, leave_threshold=6.0,
                           invalid_action="terminate"),
+    # the published window (seq[t - N : t]) differs from the last N items for N >= 3 while t < N
+    "nx0_distance_published": dict(mode="NX_0", quit_rule="distance", num_leave_compute=5, leave_threshold=4.5,
+                                   quit_window="published"),
+    "fb_distance_published_n7": dict(mode="FB", quit_rule="distance", num_leave_compute=7, leave_threshold=4.1,
+                                     quit_window="published", max_turn=12),
+    "nx0_category_m0_published": dict(mode="NX_0", quit_rule="category", num_leave_compute=4, leave_threshold=0.0,
+                                      quit_window="published"),
+    "fb_category_m1_published_short_history": dict(mode="FB", quit_rule="category", num_leave_compute=6,
+                                                   leave_threshold=1.0, quit_window="published", history_len=3),
+    "nx0_terminate_published": dict(mode="NX_0", quit_rule="distance", num_leave_compute=3, leave_threshold=6.0,
+                                    invalid_action="terminate", quit_window="published"),
 }
 
 
@@ -168,7 +184,8 @@ def test_batched_step_matches_reference(case, autoreset, path, monkeypatch):
     ref = Reference(gt, ds.item_categories, n_envs=n_envs, seed=seed, pool=pool, mode=kw["mode"],
                     quit_rule=kw["quit_rule"], n_win=kw["num_leave_compute"], threshold=kw["leave_threshold"],
                     max_turn=kw["max_turn"], history_len=kw.get("history_len", 10), autoreset=autoreset,
-                    invalid_action=kw.get("invalid_action", "raise"))
+                    invalid_action=kw.get("invalid_action", "raise"), quit_window=kw.get("quit_window", "last_n"))
+    assert env.protocol["quit_window"] == ref.quit_window
     rng = np.random.default_rng(sorted(CASES).index(case))
     obs, info = env.reset(seed=seed)
     kept: list[tuple[int, dict, list[list[bool]]]] = []  # (step, info, reference masks), read at the end
