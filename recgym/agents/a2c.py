@@ -482,10 +482,10 @@ class A2CAgent:
     # -- persistence -----------------------------------------------------------------------------------
     def save(self, path: str) -> None:
         save_checkpoint(path, {"agent": self.name, "config": self.cfg, "net": self.net.state_dict(),
-                               "opt": self.opt.state_dict(), "env_steps": self.env_steps})
+                               "opt": self.opt.state_dict(), "env_steps": self.env_steps}, env=self.spec)
 
     def load(self, path: str) -> None:
-        payload = load_checkpoint(path, self.name)
+        payload = load_checkpoint(path, self.name, env=self.spec)
         self.net.load_state_dict(payload["net"])
         self.opt.load_state_dict(payload["opt"])
         self.env_steps = int(payload.get("env_steps", 0))

@@ -9,7 +9,11 @@ borrows the plumbing from here. Env-family knowledge (which env a world-model me
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
+import json
 import os
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -173,23 +177,195 @@ def progress(total: int, desc: str, enabled: bool) -> tqdm:
     return progress_bar(total=int(total), desc=desc, enabled=enabled)
 
 
-def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
-    """Atomic ``torch.save`` (temp file + ``os.replace``); config dataclasses are stored as dicts."""
+CHECKPOINT_FORMAT = 2  # 2: content digest + env identity
+_ZIP_MEMBER = "recgym_checkpoint.json"  # the member of an SB3 zip checkpoint that holds digest and identity
+
+
+def content_digest(obj: Any) -> str:
+    """sha256 of a checkpoint payload's content (tensors by dtype, shape and bytes; containers in key order).
+
+    It does not depend on how the payload is serialised, so it is stored inside the checkpoint it describes.
+    """
+    h = hashlib.sha256()
+    _feed(h, obj)
+    return h.hexdigest()
+
+
+def _feed(h: Any, obj: Any) -> None:
+    if torch.is_tensor(obj):
+        t = obj.detach().cpu().contiguous().reshape(-1)
+        h.update(f"T{t.dtype}{tuple(obj.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(obj, np.ndarray):
+        h.update(f"N{obj.dtype.str}{obj.shape}".encode())
+        h.update(np.ascontiguousarray(obj).tobytes())
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)}".encode())
+        for k in sorted(obj, key=repr):
+            _feed(h, k)
+            _feed(h, obj[k])
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{type(obj).__name__[0]}{len(obj)}".encode())
+        for v in obj:
+            _feed(h, v)
+    elif isinstance(obj, bytes):
+        h.update(b"B%d" % len(obj) + obj)
+    else:  # str, numbers, None, torch.Size / dtype / device: their repr is exact
+        r = repr(obj).encode()
+        h.update(f"{type(obj).__name__}:{len(r)}:".encode() + r)
+
+
+def dataset_fingerprint(dataset: Any) -> str | None:
+    """The parsed-cache fingerprint of a dataset (``meta["fingerprint"]``), else a sha256 of its training log."""
+    meta = getattr(dataset, "meta", None) or {}
+    if meta.get("fingerprint"):
+        return str(meta["fingerprint"])
+    train = getattr(dataset, "train", None)
+    if train is None:
+        return None
+    h = hashlib.sha256()
+    for col in ("user", "item", "reward"):
+        if col in train.columns:
+            h.update(np.ascontiguousarray(train[col].to_numpy()).tobytes())
+    return h.hexdigest()[:16]
+
+
+def env_identity(env: Any) -> dict[str, Any]:
+    """What a checkpoint must match: the env's catalogue size, user count and dataset (name and fingerprint).
+
+    ``env`` is a batched env (possibly wrapped) or a `RecEnvSpec`. Values that cannot be read are left out.
+    """
+    if isinstance(env, RecEnvSpec):
+        n_items, n_users, dataset = env.n_items, env.n_users, env.dataset
+        splits = None
+    else:
+        inner = base_env(env)
+        n_items = getattr(inner, "n_items", None)
+        n_users = getattr(inner, "n_users", None)
+        dataset = getattr(inner, "dataset", None)
+        splits = getattr(inner, "splits", None)  # DiffusionDenoise: the DiffRec splits of its dataset
+    out: dict[str, Any] = {}
+    if n_items is not None:
+        out["n_items"] = int(n_items)
+    if dataset is not None:
+        out["dataset"] = str(getattr(dataset, "name", ""))
+        out["n_users"] = int(getattr(dataset, "n_users", n_users or 0))
+        out["fingerprint"] = dataset_fingerprint(dataset)
+    elif splits is not None:
+        out["dataset"] = str(getattr(splits, "name", ""))
+        out["fingerprint"] = getattr(splits, "fingerprint", None)
+        if getattr(splits, "n_users", None) is not None:
+            out["n_users"] = int(splits.n_users)
+    elif n_users is not None:
+        out["n_users"] = int(n_users)
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _describe(identity: dict[str, Any]) -> str:
+    parts = [f"dataset {identity['dataset']!r}" if "dataset" in identity else None,
+             f"{identity['n_items']} items" if "n_items" in identity else None,
+             f"{identity['n_users']} users" if "n_users" in identity else None,
+             f"fingerprint {identity['fingerprint']}" if "fingerprint" in identity else None]
+    return ", ".join(p for p in parts if p)
+
+
+def check_identity(path: str | os.PathLike[str], agent: str, saved: Any, env: Any) -> None:
+    """Refuse (ValueError naming both) a checkpoint saved for another env or dataset than ``env``."""
+    if not isinstance(saved, dict) or env is None:
+        return
+    current = env_identity(env)
+    diff = [k for k in ("dataset", "n_items", "n_users", "fingerprint")
+            if k in saved and k in current and saved[k] != current[k]]
+    if diff:
+        raise ValueError(f"{agent}: checkpoint {os.fspath(path)!r} was saved for an env with {_describe(saved)}, but "
+                         f"this agent's env has {_describe(current)} (differs in {diff}); load it into an env of "
+                         "the same dataset")
+
+
+def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any], env: Any = None) -> None:
+    """Atomic ``torch.save`` (temp file + ``os.replace``) with a content digest and the env's identity.
+
+    Config dataclasses are stored as dicts. ``env`` (the agent's env or its `RecEnvSpec`) adds
+    ``env_identity`` (`env_identity`), which `load_checkpoint` compares with the env it loads into; the
+    ``sha256`` entry is `content_digest` of everything else.
+    """
     payload = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in payload.items()}
+    payload["checkpoint_format"] = CHECKPOINT_FORMAT
+    if env is not None:
+        payload["env_identity"] = env_identity(env)
+    payload.pop("sha256", None)
+    payload["sha256"] = content_digest(payload)
     atomic_write(path, lambda f: torch.save(payload, f))
 
 
-def load_checkpoint(path: str | os.PathLike[str], agent: str, config: Any = None) -> dict[str, Any]:
-    """Load a checkpoint written by `save_checkpoint`; check it belongs to ``agent`` (and its config sizes)."""
+def load_checkpoint(path: str | os.PathLike[str], agent: str, config: Any = None, env: Any = None) -> dict[str, Any]:
+    """Load a checkpoint written by `save_checkpoint`; refuse it (ValueError naming the file) when it cannot be
+    read, has no digest or a wrong one (a damaged file), belongs to another agent or, given ``env``, was saved
+    for another env or dataset."""
+    where = repr(os.fspath(path))
     try:
         payload = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as exc:  # noqa: BLE001 - a corrupt file: say which one
-        raise ValueError(f"{agent}: cannot read checkpoint {os.fspath(path)!r}: {exc}") from exc
+        raise ValueError(f"{agent}: cannot read checkpoint {where}: {exc}") from exc
+    if not isinstance(payload, dict) or "sha256" not in payload:
+        raise ValueError(f"{agent}: checkpoint {where} has no content digest (not written by save_checkpoint of "
+                         "this recgym version); refusing to load it unverified")
+    recorded = payload.pop("sha256")
+    if content_digest(payload) != recorded:
+        raise ValueError(f"{agent}: checkpoint {where} is damaged: its content does not match the sha256 recorded "
+                         "when it was saved")
     if payload.get("agent") != agent:
-        raise ValueError(f"checkpoint {os.fspath(path)!r} was saved by agent {payload.get('agent')!r}, not {agent!r}")
+        raise ValueError(f"checkpoint {where} was saved by agent {payload.get('agent')!r}, not {agent!r}")
+    check_identity(path, agent, payload.get("env_identity"), env)
     return payload
+
+
+def _zip_digest(archive: zipfile.ZipFile) -> str:
+    h = hashlib.sha256()
+    for name in sorted(n for n in archive.namelist() if n != _ZIP_MEMBER):
+        data = archive.read(name)  # checks the member's CRC too
+        h.update(f"{name}:{len(data)}:".encode() + data)
+    return h.hexdigest()
+
+
+def save_zip_checkpoint(path: str | os.PathLike[str], write: Any, agent: str, env: Any = None) -> None:
+    """A zip checkpoint (e.g. SB3's ``model.save``, given as ``write(file)``) plus a ``recgym_checkpoint.json``
+    member with the agent, the env identity and a sha256 over every other member; written atomically."""
+    buf = io.BytesIO()
+    write(buf)
+    with zipfile.ZipFile(buf, "a") as archive:
+        record = {"agent": agent, "checkpoint_format": CHECKPOINT_FORMAT, "sha256": _zip_digest(archive)}
+        if env is not None:
+            record["env_identity"] = env_identity(env)
+        archive.writestr(_ZIP_MEMBER, json.dumps(record, sort_keys=True))
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def open_zip_checkpoint(path: str | os.PathLike[str], agent: str, env: Any = None) -> io.BytesIO:
+    """The verified bytes of a `save_zip_checkpoint` file (to pass to e.g. SB3's ``load``); ValueError naming
+    the file when it is damaged, unverifiable, of another agent or, given ``env``, of another env."""
+    where = repr(os.fspath(path))
+    data = open(os.fspath(path), "rb").read()  # noqa: SIM115 - FileNotFoundError propagates
+    record: Any = None
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            if _ZIP_MEMBER in archive.namelist():
+                record = json.loads(archive.read(_ZIP_MEMBER))
+                found = _zip_digest(archive)
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, bad CRC, bad JSON, truncated: a damaged file
+        raise ValueError(f"{agent}: checkpoint {where} is damaged or not a zip checkpoint: {exc}") from exc
+    if record is None:
+        raise ValueError(f"{agent}: checkpoint {where} has no {_ZIP_MEMBER} (no content digest: not saved by this "
+                         "recgym version); refusing to load it unverified")
+    if not isinstance(record, dict) or record.get("sha256") != found:
+        raise ValueError(f"{agent}: checkpoint {where} is damaged: its content does not match the sha256 recorded "
+                         "when it was saved")
+    if record.get("agent") != agent:
+        raise ValueError(f"checkpoint {where} was saved by agent {record.get('agent')!r}, not {agent!r}")
+    check_identity(path, agent, record.get("env_identity"), env)
+    return io.BytesIO(data)
 
 
 @contextmanager
@@ -272,7 +448,9 @@ def evaluate_agent(agent: Any, env: Any, n_episodes: int, seed: int,
 class EvalRecorder:
     """Evaluates an agent every so often, logs ``eval/<metric>`` and keeps the curve in ``history``.
 
-    ``actions`` as in `evaluate_agent` (None: the agent config's ``eval_actions``).
+    The k-th evaluation uses ``derive_seed(seed, "evaluation", k)`` (`recgym.envs.evaluation.derive_seed`):
+    fresh users each time, independent across run seeds. ``actions`` as in `evaluate_agent` (None: the agent
+    config's ``eval_actions``).
     """
 
     def __init__(self, agent: Any, n_episodes: int, seed: int, actions: str | EvalActions | None = None) -> None:
@@ -285,7 +463,10 @@ class EvalRecorder:
     def __call__(self, env: Any, step: int, logger: Any) -> dict[str, float]:
         if env is None or self.n_episodes <= 0:
             return {}
-        metrics = evaluate_agent(self.agent, env, self.n_episodes, self.seed + 1000 * self.calls, self.actions)
+        from recgym.envs.evaluation import derive_seed
+
+        metrics = evaluate_agent(self.agent, env, self.n_episodes, derive_seed(self.seed, "evaluation", self.calls),
+                                 self.actions)
         self.calls += 1
         log_scalars(logger, metrics, step, prefix="eval/")
         self.agent.history.append({"step": int(step), **metrics})

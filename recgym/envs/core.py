@@ -96,12 +96,21 @@ _EPISODES_AHEAD = 32  # episodes per env in an `episode_randint` table
 # small utilities
 # ----------------------------------------------------------------------------------------------------------
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"cuda"`` -> ``cuda:<current>`` so device comparisons are exact; ``None`` -> cpu."""
-    dev = torch.device("cpu" if device is None else device)
-    if dev.type == "cuda" and dev.index is None:
+    """``"cuda"`` -> ``cuda:<current>`` so device comparisons are exact; ``None`` -> cpu. ValueError naming
+    ``device`` for a string torch does not know or a CUDA device this machine does not have."""
+    try:
+        dev = torch.device("cpu" if device is None else device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={device!r} is not a torch device (expected cpu, cuda, cuda:N or mps)") from exc
+    if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device={str(device)!r} requested but torch.cuda.is_available() is False")
-        dev = torch.device("cuda", torch.cuda.current_device())
+            raise ValueError(f"device={str(device)!r} requested but torch.cuda.is_available() is False (no CUDA "
+                             "build or no GPU); use device='cpu'")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+        elif dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device={str(device)!r} requested but only {torch.cuda.device_count()} CUDA device(s) "
+                             "are visible")
     return dev
 
 
@@ -478,6 +487,8 @@ class BatchedEnv(VectorEnv):
         mask_opt = options.pop("reset_mask", None)
         if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool)):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
+        if seed is not None and not 0 <= int(seed) < _SEED_MOD:  # env keys are 62-bit: larger seeds would wrap
+            raise ValueError(f"seed must be in [0, 2**62), got {seed} (it would wrap onto seed {int(seed) % _SEED_MOD})")
         if mask_opt is None:
             if seed is None and self._seed is None:
                 seed = int(np.random.SeedSequence().entropy % _SEED_MOD)  # type: ignore[operator]

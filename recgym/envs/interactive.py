@@ -106,7 +106,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from recgym.data.base import LoggedDataset
-from recgym.envs.core import SingleEnvAdapter
+from recgym.envs.core import SingleEnvAdapter, resolve_device
 from recgym.envs.protocol import dataset_key
 from recgym.envs.rec import RecEnv, RecState, _load
 
@@ -389,7 +389,7 @@ class InteractiveRecEnv(RecEnv):
             beta=beta, entropy_window=None if entropy_window is None else tuple(entropy_window),
             world_model=wm_kind, shift=shift,
         )
-        dev = torch.device(device)
+        dev = resolve_device(device)
         if world_model is None or isinstance(world_model, str):
             from recgym.worldmodels import default_config, fit_or_load
 

@@ -39,6 +39,8 @@ Sources of the values:
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,6 +100,13 @@ PROTOCOLS: dict[str, ProtocolDefaults] = {
                                    "published"),
     "custom": ProtocolDefaults("NX_0", 30, {}, "last_n"),
 }
+
+
+def _integer(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int >= ``minimum``; ValueError naming ``name`` for a bool, a fraction or a non-number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def dataset_key(name: str) -> str:
@@ -161,12 +170,14 @@ def resolve_protocol(
     window = p.quit_window if quit_window is None else str(quit_window)
     if window not in QUIT_WINDOWS:
         raise ValueError(f"quit_window={quit_window!r}, expected one of {list(QUIT_WINDOWS)}")
-    n = int(n_def if num_leave_compute is None else num_leave_compute)
-    m = float(m_def if leave_threshold is None else leave_threshold)
-    mt = int(p.max_turn if max_turn is None else max_turn)
-    if n < 0:
-        raise ValueError(f"num_leave_compute must be >= 0, got {n}")
-    if mt < 1:
-        raise ValueError(f"max_turn must be >= 1, got {mt}")
+    n = _integer("num_leave_compute", n_def if num_leave_compute is None else num_leave_compute, 0)
+    mt = _integer("max_turn", p.max_turn if max_turn is None else max_turn, 1)
+    m_raw = m_def if leave_threshold is None else leave_threshold
+    try:
+        m = float(m_raw)
+    except (TypeError, ValueError):
+        m = math.nan
+    if isinstance(m_raw, bool) or math.isnan(m):
+        raise ValueError(f"leave_threshold must be a number (not NaN: it would silently disable quitting), got {m_raw!r}")
     return Protocol(name=name_key, dataset=key, mode=mode_eff, quit_rule=rule, num_leave_compute=n,
                     leave_threshold=m, max_turn=mt, source=source, quit_window=window)

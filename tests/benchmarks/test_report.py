@@ -155,3 +155,20 @@ def test_report_cli(runs: Path, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert "tiny_random" in r.output and (tmp_path / "o" / "report.csv").is_file()
     assert not list((tmp_path / "o").glob("*.png"))
+
+
+def test_damaged_run_folders_do_not_stop_the_report(runs: Path, tmp_path: Path) -> None:
+    rep = _layout(runs, tmp_path)
+    seed0 = rep / ENV / "tiny_random" / "seed0"
+    metrics = seed0 / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    lines[1] = lines[1][: len(lines[1]) // 2]  # one corrupt line in the middle of the file
+    metrics.write_text("\n".join(lines) + "\n")
+    (rep / ENV / "tiny_random" / "seed1" / "result.json").write_text('{"fin')  # DONE, but a cut result
+    with pytest.warns(UserWarning, match=rf"{metrics}:2: corrupt metrics line .*skipped"):
+        out = make_report(rep, out_dir=tmp_path / "out", show=False)  # with plots
+    assert sorted(p.name for p in out["png"]) == [f"bars_{ENV}.png", f"curves_{ENV}.png"]
+    md = out["markdown"].read_text()
+    assert "tiny_random seed 1: **corrupt** (result.json is unreadable" in md
+    assert "`recgym bench` runs it again" in md
+    assert "| tiny_random | 2 | dorl |" in md  # the two good seeds are still aggregated

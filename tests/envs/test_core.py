@@ -200,3 +200,28 @@ def test_disabled_check_is_part_of_the_step_validation():
     loose.reset(seed=0)
     loose.step(torch.tensor([0, 1]))
     loose.step(torch.tensor([0, 1]))  # not checked: the caller vouches for its steps
+
+
+def test_seeds_outside_the_62_bit_key_space_are_refused_not_wrapped():
+    env = _env(n=2)
+    obs0, _ = env.reset(seed=0)
+    # 2**62 used to be taken modulo 2**62: the same episodes as seed 0
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*62\), got 4611686018427387904 \(it would wrap "
+                                         r"onto seed 0\)"):
+        env.reset(seed=2**62)
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*62\), got -1"):
+        env.reset(seed=-1)
+    env.reset(seed=2**62 - 1)  # the largest key is fine
+    single = SingleEnvAdapter(_env(n=1, autoreset_mode="DISABLED"))
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*62\)"):
+        single.reset(seed=2**62)
+
+
+def test_unusable_device_names_the_argument():
+    with pytest.raises(ValueError, match=r"device='gpu' is not a torch device \(expected cpu, cuda, cuda:N or mps\)"):
+        _env(device="gpu")
+    if torch.cuda.is_available() and torch.cuda.device_count() > 3:
+        pytest.skip("this machine has a cuda:3")
+    # on a CPU build torch used to fail with "Cannot get CUDA generator without ATen_cuda library"
+    with pytest.raises(ValueError, match=r"device='cuda:3' requested but"):
+        _env(device="cuda:3")

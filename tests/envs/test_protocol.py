@@ -52,3 +52,22 @@ def test_shaping_is_frozen_rejects_unknown_fields_and_reaches_info_as_plain_valu
     _, info = env.reset(seed=0)
     assert info["shaping"] == {**shaping.as_dict(), "protocol": "dorl", "min_r": env.unwrapped.min_r}
     assert json.loads(json.dumps(info["shaping"])) == {**info["shaping"], "entropy_window": [1, 2]}
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"leave_threshold": float("nan")}, r"leave_threshold must be a number \(not NaN: it would silently disable "
+                                        r"quitting\), got nan"),
+    ({"leave_threshold": "far"}, r"leave_threshold must be a number .*got 'far'"),
+    ({"max_turn": 2.5}, r"max_turn must be an integer >= 1, got 2.5"),
+    ({"max_turn": 0}, r"max_turn must be an integer >= 1, got 0"),
+    ({"max_turn": True}, r"max_turn must be an integer >= 1, got True"),
+    ({"num_leave_compute": 1.5}, r"num_leave_compute must be an integer >= 0, got 1.5"),
+])
+def test_protocol_values_are_checked_naming_the_argument(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_protocol("dorl", "coat", "distance", **kwargs)
+    with pytest.raises(ValueError, match=message):  # through the env constructor
+        gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=2, **SMALL, **kwargs)
+    import numpy as np
+
+    assert resolve_protocol("dorl", "coat", "distance", max_turn=np.int64(5), leave_threshold=np.float32(2)).max_turn == 5

@@ -564,13 +564,13 @@ class ChainFinetuner:
             "history": self.history,
             "final": self.final,
             "seconds": [self.seconds, self.update_seconds, self.best_seconds],
-        })
+        }, env=self.bridge.env)
 
     def load(self, path: str) -> None:
         """Restore what `save` wrote; the checkpoint must come from the same agent and catalogue size."""
         from recgym.agents.common import load_checkpoint
 
-        payload = load_checkpoint(path, self.name)
+        payload = load_checkpoint(path, self.name, env=self.bridge.env)
         if int(payload["n_items"]) != int(self.model.n_items):
             raise ValueError(f"{self.name}: checkpoint {path!r} has n_items={payload['n_items']}, "
                              f"the env has {self.model.n_items}")

@@ -12,6 +12,10 @@ Files written to ``<suite dir>/_report/``: ``report.md`` (summary and every metr
 ``report.csv`` (long form: one row per env, agent, metric and aggregation), ``curves_<env>.png`` (eval metrics
 against the training budget, mean line and +-std band over seeds) and ``bars_<env>.png`` (final and
 curve-average R_cumu per agent, published values as markers).
+
+A damaged run folder does not stop the report: a ``metrics.jsonl`` line that does not parse is skipped with a
+warning naming the file and line, and a run marked DONE whose ``result.json`` is unreadable is listed as
+``corrupt`` (`recgym bench` runs it again).
 """
 
 from __future__ import annotations
@@ -50,6 +54,10 @@ def make_report(suite_dir: Path | str, *, out_dir: Path | str | None = None, plo
     ``wide``: print every metric and aggregation of the ``default`` layout instead of its 100-column summary.
     """
     suite_dir = Path(suite_dir)
+    if suite_dir.exists() and not suite_dir.is_dir():
+        raise NotADirectoryError(f"{suite_dir} is a file; expected a suite's runs folder (runs/<suite>)")
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise NotADirectoryError(f"--out {out_dir} is a file; expected a folder for the report")
     records = collect_runs(suite_dir)
     probes = collect_probes(suite_dir)
     if not records and not probes:

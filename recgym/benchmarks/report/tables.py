@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from recgym.benchmarks.report.aggregation import AGGREGATIONS, Aggregation, aggregate_curve, aggregation_for
-from recgym.benchmarks.run import read_metrics
+from recgym.benchmarks.run import read_metrics, result_problem
 
 PUBLISHED_CSV = Path(__file__).resolve().parents[1] / "reference" / "published.csv"
 TABLE_METRICS: tuple[str, ...] = ("R_cumu", "R_avg", "Length", "CV", "MCD")
@@ -52,7 +52,7 @@ class RunRecord:
     env: str
     agent: str
     seed: int
-    status: str  # "done", "failed", "incomplete"
+    status: str  # "done", "failed", "incomplete", "corrupt" (DONE, but result.json is damaged)
     spec: dict[str, Any] = field(default_factory=dict)
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
@@ -120,7 +120,7 @@ class RunRecord:
     def curve(self) -> dict[str, list[tuple[int, float]]]:
         """``eval/<metric>`` points from metrics.jsonl (falls back to result.json's curve)."""
         out: dict[str, list[tuple[int, float]]] = defaultdict(list)
-        for rec in read_metrics(self.path / "metrics.jsonl"):
+        for rec in read_metrics(self.path / "metrics.jsonl", on_corrupt="warn"):
             tag = str(rec.get("tag", ""))
             if tag.startswith("eval/") and rec.get("value") is not None:
                 out[tag[5:]].append((int(rec["step"]), float(rec["value"])))
@@ -159,15 +159,16 @@ def collect_runs(suite_dir: Path | str) -> list[RunRecord]:
                 if cfg.exists():
                     try:
                         spec = json.loads(cfg.read_text()).get("spec", {})
-                    except json.JSONDecodeError:
+                    except (ValueError, AttributeError):  # unreadable or not a JSON object
                         spec = {}
                 rec = RunRecord(run_dir, env_dir.name, agent_dir.name, seed, "incomplete", spec=spec)
                 if (run_dir / "DONE").exists():
-                    rec.status = "done"
-                    try:
-                        rec.result = json.loads((run_dir / "result.json").read_text())
-                    except (OSError, json.JSONDecodeError) as exc:
-                        rec.status, rec.error = "failed", f"result.json unreadable: {exc}"
+                    problem = result_problem(run_dir)
+                    if problem is None:
+                        rec.status = "done"
+                        rec.result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+                    else:
+                        rec.status, rec.error = "corrupt", f"{problem}; `recgym bench` runs it again"
                 elif (run_dir / "error.txt").exists():
                     rec.status = "failed"
                     lines = (run_dir / "error.txt").read_text().strip().splitlines()
