@@ -16,8 +16,8 @@
   every load; when the dataset parsed from it also has other counts than the published ones (users, items,
   rows per split: the loader's ``published`` counts), loading is an error giving the counts expected and
   found (``RECGYM_ALLOW_MODIFIED_DATA=1`` turns that error into the warning, for deliberately cut files).
-- `write_digest` / `check_digest`: a ``<file>.sha256`` next to any other cached file (``sha256sum -c``
-  format), for the world-model and DiffRec caches (`recgym.worldmodels.cache.cached_fit`).
+- `write_digest` / `check_digest`, `atomic_write`, `sha256_file`, `CorruptCacheError`: defined in
+  `recgym.data.digest` (sidecar ``<file>.sha256`` digests and atomic writes), importable from here too.
 - `verify`: per-file ``OK`` / ``MISMATCH`` / ``MISSING`` (or ``UNCHECKED``: present, no reference checksum)
   against ``<data_dir>/SHA256SUMS``, falling back, file by file, to the official checksums of the dataset
   registry (`recgym.data.registry.DatasetInfo.checksums`) for files it does not list.
@@ -30,7 +30,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping
@@ -41,6 +40,15 @@ import numpy as np
 import pandas as pd
 
 from recgym.data.base import LoggedDataset
+from recgym.data.digest import (  # noqa: F401  (re-exported: moved there, imported from here)
+    CorruptCacheError,
+    atomic_write,
+    atomic_write_bytes,
+    check_digest,
+    digest_path,
+    sha256_file,
+    write_digest,
+)
 from recgym.data.paths import cache_dir, data_root
 from recgym.data.registry import dataset_info, known_checksums, official_sha256
 
@@ -49,39 +57,6 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = 2  # bump when the npz/json layout changes (2: sha256 of every file and of the JSON)
 
 _MEMO: dict[tuple[str, int, int], str] = {}
-
-
-def _umask_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], None]) -> None:
-    """Create ``path`` by calling ``write(f)`` on a binary temp file in the same folder, then `os.replace`.
-
-    The folder is created if needed; on any error the temp file is removed and ``path`` is left as it was, so a
-    reader never sees a half-written file. The one atomic writer of the package (caches, checkpoints, reports).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (`atomic_write`)."""
-    atomic_write(path, lambda f: f.write(data))
 
 
 def _memo_path() -> Path:
@@ -153,15 +128,6 @@ _FRAMES = ("train", "test", "valid")
 _ARRAYS = ("ground_truth", "item_categories", "item_features", "user_features", "distance_source")
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file's bytes (not memoised: for cache files, which must be checked on every read)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _header_digest(header: Mapping[str, Any]) -> str:
     body = {k: v for k, v in header.items() if k != "header_sha256"}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
@@ -224,10 +190,6 @@ BIG_ARRAY_BYTES = 32 << 20  # arrays this large get their own .npy (fast memory-
 
 def _big_path(stem: Path, key: str) -> Path:
     return stem.parent / f"{stem.name}.{key}.npy"
-
-
-class CorruptCacheError(Exception):
-    """A cache entry failed its consistency checks."""
 
 
 def load_parsed(stem: Path) -> LoggedDataset:
@@ -304,38 +266,6 @@ def load_parsed(stem: Path) -> LoggedDataset:
         )
     except (KeyError, ValueError, TypeError) as e:
         raise CorruptCacheError(f"{jpath}: inconsistent entry ({e})") from e
-
-
-# ----------------------------------------------------------------------------------------------- sidecar digests
-
-
-def digest_path(path: str | os.PathLike[str]) -> Path:
-    """The ``<file>.sha256`` that `write_digest` puts next to ``path``."""
-    path = Path(path)
-    return path.with_name(path.name + ".sha256")
-
-
-def write_digest(path: str | os.PathLike[str]) -> Path:
-    """Write ``<path>.sha256`` (``<hex>  <name>``, the ``sha256sum`` format) for a file just written."""
-    path = Path(path)
-    out = digest_path(path)
-    atomic_write_bytes(out, f"{sha256_file(path)}  {path.name}\n".encode())
-    return out
-
-
-def check_digest(path: str | os.PathLike[str]) -> None:
-    """Raise `CorruptCacheError` naming the file unless ``<path>.sha256`` exists and matches its content."""
-    path = Path(path)
-    side = digest_path(path)
-    try:
-        recorded = side.read_text().split()[0].lower()
-    except (OSError, IndexError, UnicodeDecodeError):
-        raise CorruptCacheError(f"{path}: no readable content digest {side.name} (written before digests "
-                                "existed, or the write was interrupted)") from None
-    found = sha256_file(path)
-    if found != recorded:
-        raise CorruptCacheError(f"{path}: sha256 {found[:12]}... does not match the {recorded[:12]}... recorded "
-                                f"in {side.name} when it was written (the file is damaged)")
 
 
 def _remove_entry(stem: Path) -> None:
