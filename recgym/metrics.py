@@ -17,7 +17,7 @@ Ranking (DiffRec's ``computeTopNAccuracy``, checked against its public code):
     coincide when every user has a ground-truth item. Ties in ``scores`` are broken arbitrarily (numpy:
     lower item id first; torch: ``torch.topk`` order).
 
-Episodes (DORL / ROLeR / EasyRL4Rec, REFERENCE.md §1): batched trajectories ``items [E, T]`` (int item ids,
+Episodes (the protocol of DORL, arXiv:2307.04571; ROLeR, arXiv:2407.13163; EasyRL4Rec, arXiv:2402.15164): batched trajectories ``items [E, T]`` (int item ids,
 padded with -1), ``rewards [E, T]`` and ``lengths [E]`` (steps actually taken; steps ``>= length`` are
 ignored; when ``lengths`` is omitted it is the count of non-padding items).
     R_cumu = mean over episodes of the summed reward; Length = total steps / episodes;

@@ -29,7 +29,6 @@ On a ``DiffusionDenoise-*`` env (guidance / residual actions), ``sb3_sac`` / ``s
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,11 +43,12 @@ from recgym.agents.common import (
     evaluation_env_for,
     log_scalars,
     masked_logits,
+    open_zip_checkpoint,
     rec_env_spec,
     require_dataset,
+    save_zip_checkpoint,
     to_device_obs,
 )
-from recgym.data.cache import atomic_write
 from recgym.envs.derive import env_family, matching_env
 from recgym.envs.interactive import REWARD_PRESETS
 
@@ -208,14 +208,14 @@ class SB3Agent:
 
     # -- persistence -----------------------------------------------------------------------------------
     def save(self, path: str) -> None:
-        atomic_write(path, self.model.save)
+        save_zip_checkpoint(path, self.model.save, self.name, env=self.spec)
 
     def load(self, path: str) -> None:
         from stable_baselines3 import PPO, SAC, TD3
 
         cls = {"sb3_ppo": PPO, "sb3_sac": SAC, "sb3_td3": TD3}[self.name]
         env = self.model.get_env()
-        self.model = cls.load(os.fspath(path), env=env, device=self.device)
+        self.model = cls.load(open_zip_checkpoint(path, self.name, env=self.spec), env=env, device=self.device)
 
 
 def _denoise_agent(name: str, env: Any, cfg: SB3Config) -> Any:

@@ -1,4 +1,4 @@
-"""Performance probes: data load times (in a temporary cache), the env throughput wrapper, memory helpers."""
+"""Performance probes: data load times (in a temporary cache), memory helpers (env throughput: test_perf_env.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 
 from recgym.benchmarks.perf.data_load import data_load_times, format_table, measure
 from recgym.benchmarks.perf.denoise import _peak_rss_mb, _rss_now_mb, measure_phase, refit_gradient_snr
-from recgym.benchmarks.perf.env import env_throughput
 from tests.conftest import require_data
 
 COAT = ("coat/train.ascii", "coat/rl4rec_BetsyHJ/coat_pseudoGT_ratingM.ascii")
@@ -33,14 +32,6 @@ def test_load_time_benchmark_uses_a_temporary_cache(cache_root: Path) -> None:
     assert rows == [{"dataset": "kuairec", "error": missing["error"]}]
     with pytest.raises(ValueError, match="unknown dataset\\(s\\) \\['nope'\\]"):
         data_load_times(["nope"])
-
-
-def test_env_throughput_returns_the_benchmark_table() -> None:
-    text = env_throughput(["--users", "200", "--items", "100", "--num-envs", "1,8", "--steps", "3",
-                           "--slow-env-steps", "16", "--sync-max-envs", "8", "--device", "cpu"])
-    assert "env steps per second, device=cpu" in text
-    lines = [ln for ln in text.splitlines() if ln.strip().startswith(("1 |", "8 |"))]
-    assert len(lines) == 2 and all(ln.count("|") == 5 for ln in lines)
 
 
 def test_memory_helpers_and_phase_names() -> None:

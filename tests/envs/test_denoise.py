@@ -338,3 +338,22 @@ def test_ml1m_frozen_policy_reproduces_pretrained_numbers() -> None:
     m = info["episode_metrics"]
     assert float(m["recall"].double().mean()) == pytest.approx(ev["Recall@20"], abs=1e-6)
     assert float(m["ndcg"].double().mean()) == pytest.approx(ev["NDCG@20"], abs=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["residual", "guidance"])
+def test_actions_outside_the_box_are_clipped_as_the_space_says(mode: str) -> None:
+    env = DiffusionDenoiseEnv("synthetic", num_envs=3, action_mode=mode, guidance_dim=8, progress=False)
+    assert float(env.single_action_space.low.min()) == -1.0 and float(env.single_action_space.high.max()) == 1.0
+    big = torch.full(env.action_space.shape, 7.5)
+    big[1] = -40.0
+    clipped = big.clamp(-1.0, 1.0)
+    env.reset(seed=4)
+    obs_big, *_ = env.step(big)
+    env.reset(seed=4)
+    obs_clip, *_ = env.step(clipped)
+    assert torch.equal(obs_big["x_t"], obs_clip["x_t"])  # 7.5 acts as 1, -40 as -1
+    nan = clipped.clone()
+    nan[2, 0] = float("nan")
+    env.reset(seed=4)
+    with pytest.raises(ValueError, match=r"NaN/inf value\(s\) in env\(s\) \[2\]"):
+        env.step(nan)

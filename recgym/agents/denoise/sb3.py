@@ -22,7 +22,6 @@ SB3 runs its own (numpy) loop: these agents do host round-trips by design, unlik
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +30,7 @@ import torch
 from torch import Tensor
 
 from recgym.agents.base import AgentConfig
-from recgym.data.cache import atomic_write
+from recgym.agents.common import open_zip_checkpoint, save_zip_checkpoint
 
 
 @dataclass
@@ -177,14 +176,15 @@ class DenoiseSB3Agent:
     # -- persistence ------------------------------------------------------------------------------
 
     def save(self, path: str) -> None:
-        """SB3 zip, written atomically."""
-        atomic_write(path, self.model.save)
+        """SB3 zip with a content digest and the env's identity, written atomically."""
+        save_zip_checkpoint(path, self.model.save, self.name, env=self.env)
 
     def load(self, path: str) -> None:
         from stable_baselines3 import SAC, TD3
 
         cls = TD3 if self.name == "sb3_td3" else SAC
-        self.model = cls.load(os.fspath(path), env=self.vec_env, device=self.model.device)
+        self.model = cls.load(open_zip_checkpoint(path, self.name, env=self.env), env=self.vec_env,
+                              device=self.model.device)
 
 
 def is_denoise_env(env: Any) -> bool:
