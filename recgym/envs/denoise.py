@@ -62,7 +62,8 @@ excluded, positive similarity only) and ``I_v`` the training items of v:
 
 **For ReFiT / DDPO.** ``env.model`` (the frozen `DiffRec`), ``env.denoiser`` (its frozen network, eval mode,
 no grad), ``env.clone_denoiser()`` (a trainable copy), ``env.posterior_mean(x_t, t, denoiser=None)``,
-``env.posterior_std(t)`` / ``env.posterior_variance(t)``, ``env.log_prob(x_prev, x_t, t, reduce="mean")``
+``env.posterior_std(t)`` / ``env.posterior_variance(t)``, ``env.ranking_exclusion()`` (the items the top-K may not
+hold), ``env.log_prob(x_prev, x_t, t, reduce="mean")``
 (``"sum"``: the exact n_items-dimensional Gaussian log-density; ``"mean"``: divided by n_items, DDPO's
 convention and the recgym default), ``env.terminal_reward(x_0)`` (the reward of any x_0 for the current
 episodes) and ``env.evaluate(denoiser)`` (DiffRec protocol on valid / test).

@@ -83,6 +83,7 @@ def test_episode_structure_and_rewards(env_valid: DiffusionDenoiseEnv) -> None:
     top = m["topk"]
     assert top.shape == (4, env.k)
     assert not bool(env.history.gather(1, top).bool().any())
+    assert torch.equal(env.ranking_exclusion(), env.history > 0)
     assert all(len(set(row.tolist())) == env.k for row in top)
     # NEXT_STEP autoreset: the next step starts new episodes with reward 0
     obs, r, term, trunc, info = env.step(torch.zeros(4, env.n_items))
@@ -99,7 +100,7 @@ def test_racs_counts_hits_as_the_paper_defines_it() -> None:
     train = env.resources.train.numpy() > 0
     users = env.user.tolist()
     # input = the full training row, as in evaluation; the reward items are those observed items
-    assert torch.equal(obs["history"], env.resources.train[env.user])
+    assert torch.equal(obs["history"], env.resources.train[env.user]) and env.ranking_exclusion() is None
     assert torch.equal(env.reward_mask, env.resources.train[env.user] > 0)
     x0 = torch.randn(6, env.n_items, generator=torch.Generator().manual_seed(0))
     m = env.terminal_reward(x0)

@@ -417,6 +417,7 @@ class ChainFinetuner:
         self.seconds = 0.0
         self.update_seconds = 0.0
         self.best_seconds = 0.0
+        self._clock = time.perf_counter()  # restarted by `learn`
         self.final: dict[str, float] = {}
         self.training = True
 
