@@ -138,3 +138,43 @@ def evaluate_scores(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
                 sums[w][key] = sums[w].get(key, 0.0) + rep[key] * (hi - lo)
     return {w: {k: (v / counts[w] if counts[w] else float("nan")) for k, v in sums[w].items()} | {"users": counts[w]}
             for w in which}
+
+
+# ----------------------------------------------------------------------------------------------- per user
+
+
+def evaluate_scores_per_user(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], splits: DiffRecSplits,
+                             ks: Iterable[int] = (10, 20), device: str | torch.device = "cpu",
+                             batch_size: int = 1000, which: Sequence[str] = ("valid", "test"),
+                             ) -> dict[str, dict[str, np.ndarray]]:
+    """The protocol of `evaluate_scores`, per user: ``{split: {"users", "Recall@K", "NDCG@K"}}`` (numpy).
+
+    Only the users with ground truth in the split are kept (``users``: their ids, ascending), so the mean of
+    each array is `evaluate_scores`'s number and two models' arrays pair up user by user
+    (`recgym.metrics.paired_difference`).
+    """
+    from recgym.metrics import ranking_per_user
+
+    device = torch.device(device)
+    ks = tuple(sorted(set(int(k) for k in ks)))
+    if ks[-1] > splits.n_items:
+        raise ValueError(f"K={ks[-1]} exceeds the catalogue size n_items={splits.n_items}")
+    for w in which:
+        if w not in ("valid", "test"):
+            raise ValueError(f"which={w!r}, expected 'valid' or 'test'")
+    parts: dict[str, dict[str, list[np.ndarray]]] = {w: {} for w in which}
+    n = splits.n_users
+    for lo in range(0, n, batch_size):
+        hi = min(n, lo + batch_size)
+        x = torch.from_numpy(splits.train[lo:hi]).to(device)
+        scores = score_fn(x, torch.arange(lo, hi, device=device))
+        train_mask = x > 0
+        for w in which:
+            gt = torch.from_numpy(splits.valid[lo:hi] if w == "valid" else splits.test[lo:hi]).to(device)
+            mask = train_mask if w == "valid" else train_mask | torch.from_numpy(splits.valid[lo:hi]).to(device)
+            per = ranking_per_user(scores, gt, exclude_mask=mask, ks=ks)
+            keep = (per.pop("n_gt") > 0).cpu().numpy()
+            parts[w].setdefault("users", []).append(np.arange(lo, hi)[keep])
+            for key, v in per.items():
+                parts[w].setdefault(key, []).append(v.cpu().numpy()[keep])
+    return {w: {k: np.concatenate(v) for k, v in d.items()} for w, d in parts.items()}
