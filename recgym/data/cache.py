@@ -331,9 +331,9 @@ def check_published(name: str, modified: list[str], found: Mapping[str, int], pu
             warnings.warn(msg + f"; loading it anyway ({ALLOW_MODIFIED_ENV}=1)", stacklevel=stacklevel)
         return
     if warn:
-        counts = ("although the parsed counts match the published ones" if published
-                  else "(recgym has no published counts to check this loader's data against)")
-        warnings.warn(f"{name}: {files} differ(s) from the official release (sha256 mismatch), {counts}; results "
+        counts = (", although the parsed counts match the published ones" if published
+                  else " (recgym has no published counts to check this loader's data against)")
+        warnings.warn(f"{name}: {files} differ(s) from the official release (sha256 mismatch){counts}; results "
                       f"may not be comparable to published numbers (`recgym data verify {name}`)",
                       stacklevel=stacklevel)
 

@@ -10,7 +10,7 @@ import recgym  # noqa: F401
 from recgym.agents import make_agent
 from recgym.agents.common import EvalPolicy, EvalRecorder, evaluate_agent, greedy_mode
 from recgym.agents.eval_actions import EvalActions, parse_eval_actions
-from recgym.envs.evaluation import evaluate
+from recgym.envs.evaluation import derive_seed, evaluate
 
 SMALL = {"dataset_kwargs": {"n_users": 40, "n_items": 60, "seed": 1}}
 
@@ -145,7 +145,8 @@ def test_eval_recorder_uses_the_config_setting(env) -> None:
     rec = EvalRecorder(agent, 16, seed=4)
     assert rec.actions == EvalActions("epsilon", 1.0)
     got = rec(env, 0, None)
-    assert got == evaluate_agent(agent, env, 16, seed=4, actions="epsilon:1")
+    # the recorder's k-th evaluation uses the derived seed of (seed, "evaluation", k)
+    assert got == evaluate_agent(agent, env, 16, seed=derive_seed(4, "evaluation", 0), actions="epsilon:1")
     assert got != evaluate_agent(agent, env, 16, seed=4, actions="greedy")
     assert agent.history[-1] == {"step": 0, **got}
     assert EvalRecorder(agent, 16, seed=4, actions="greedy").actions == EvalActions("greedy")
