@@ -45,7 +45,7 @@ rollout (``tracker.frozen()``). Training scalars are logged every ``log_every`` 
 user id is in the observation, and the optimal NX_0 policy -- the user's top items -- is a contextual-bandit-like
 ranking), ``head="tied"`` (logits = <query, item embedding> + bias: a factorisation the per-user signal can fill
 in), ``ent_coef=1.0`` (with DORL's 0.01 the policy turns deterministic early and stays at the popularity
-level), and `FAST_UPDATE` (5-step rollouts, two full-batch Adam steps per rollout, lr 2e-3: a quarter of the Adam
+level), and `FAST_UPDATE` (5-step rollouts, two full-batch Adam steps per rollout, lr 3e-3: a quarter of the Adam
 steps of DORL's update at equal env steps, with the same or better final R_cumu; pass ``**DORL_UPDATE`` for
 DORL's). The measurements behind these choices are in docs/RESULTS.md ("A2C speed" and "History of design
 measurements").
@@ -89,9 +89,9 @@ LOSS_TAGS = ("loss/total", "loss/policy", "loss/entropy", "loss/value")
 # DORL's A2C update (tianshou's A2C as DORL runs it; the `A2CConfig` defaults): a 30-step rollout of the parallel
 # envs (100 episodes per collect), then one pass of Adam steps (lr 1e-3) over 64-transition minibatches.
 DORL_UPDATE: dict[str, Any] = {"n_steps": 30, "minibatch_size": 64, "update_epochs": 1, "lr": 1e-3}
-# The presets' update: a 5-step rollout, then two full-batch Adam steps (lr 2e-3) on it. A quarter of the Adam
+# The presets' update: a 5-step rollout, then two full-batch Adam steps (lr 3e-3) on it. A quarter of the Adam
 # steps at equal env steps, each on more and fresher data; measured against DORL_UPDATE in docs/RESULTS.md ("A2C speed").
-FAST_UPDATE: dict[str, Any] = {"n_steps": 5, "minibatch_size": 0, "update_epochs": 2, "lr": 2e-3}
+FAST_UPDATE: dict[str, Any] = {"n_steps": 5, "minibatch_size": 0, "update_epochs": 2, "lr": 3e-3}
 RANKING_DEFAULTS: dict[str, Any] = {"tracker": {"user_dim": 32}, "head": "tied", "ent_coef": 1.0, **FAST_UPDATE}
 
 

@@ -96,7 +96,7 @@ def test_a2c_presets_default_to_ranking_settings_and_accept_overrides(env):
         cfg = make_agent(name, env, **FAST).cfg
         assert (cfg.tracker.user_dim, cfg.head, cfg.ent_coef) == (32, "tied", 1.0), name
         assert cfg.tracker.profile and cfg.tracker.kind == "avg", name
-        assert (cfg.n_steps, cfg.minibatch_size, cfg.update_epochs, cfg.lr) == (5, 0, 2, 2e-3), name  # FAST_UPDATE
+        assert (cfg.n_steps, cfg.minibatch_size, cfg.update_epochs, cfg.lr) == (5, 0, 2, 3e-3), name  # FAST_UPDATE
     plain = make_agent("a2c", env, **FAST).cfg
     assert (plain.tracker.user_dim, plain.head, plain.ent_coef) == (0, "mlp", 0.01)  # DORL's settings
     assert (plain.n_steps, plain.minibatch_size, plain.update_epochs, plain.lr) == (30, 64, 1, 1e-3)  # DORL_UPDATE
