@@ -22,21 +22,33 @@ Plain ``a2c`` without ``eval_env`` evaluates in the matching ``GroundTruthRec`` 
 Algorithm: a state tracker (`recgym.agents.trackers`; DORL's average tracker by default) feeds an actor MLP
 (hidden [64, 64]) giving a categorical distribution over items, with disallowed items (``info["action_mask"]``)
 masked out, and a critic MLP. Each update collects ``n_steps`` steps from the parallel envs, computes
-GAE(``gae_lambda``) advantages with gamma 0.9 once, then takes Adam steps (lr 1e-3) on minibatches of
-``minibatch_size`` transitions (``update_epochs`` passes, as tianshou's A2C) on ``policy loss + vf_coef * value
+GAE(``gae_lambda``) advantages with gamma 0.9 once, then takes Adam steps on minibatches of ``minibatch_size``
+transitions (0: the whole rollout; ``update_epochs`` passes, as tianshou's A2C) on ``policy loss + vf_coef * value
 loss - ent_coef * entropy``. ``done = terminated | truncated`` is not bootstrapped: with the step in the state
 (``tracker.use_step``), the 30-turn limit is part of the MDP. ``gae_lambda`` defaults to 0 (TD(0) advantages):
 per-step rewards with a high-entropy policy over hundreds of items make Monte-Carlo advantages too noisy.
 Rewards are divided by the env's reward span (``normalize_reward``) so the value scale does not depend on the
-data set. The rollout stores a *copy* of ``info["action_mask"]``: a mask updated in place by the env would show
-the end-of-rollout mask, in which the step's own action is masked (log-prob -inf, no gradient on it).
+data set. The rollout stores *copies* of the observations and of ``info["action_mask"]``: a mask updated in place
+by the env would show the end-of-rollout mask, in which the step's own action is masked (log-prob -inf, no
+gradient on it).
+
+The class defaults are DORL's update (`DORL_UPDATE`: 30-step rollouts of the 100 envs, one pass of
+64-transition minibatches, lr 1e-3). Implementation choices that do not change what is learned: the rollout
+acts with the actor alone and draws actions by inverse-CDF sampling (`recgym.agents.common.sample_categorical`);
+the values V(s_0..s_T) come from one pass at the start of the update (with full-batch steps, the first training
+pass itself); the policy loss terms have a hand-written backward (`PolicyTerms`); GAE is computed without a loop
+over steps (`gae_advantages`); Adam is the fused kernel; the tracker caches each user's features within a
+rollout (``tracker.frozen()``). Training scalars are logged every ``log_every`` env steps, averaged.
 
 ``gt`` and the world-model methods default to settings for the per-user ranking problem they face
 (`RANKING_DEFAULTS`; a caller's config still overrides them): a user embedding (``tracker.user_dim=32``: the
 user id is in the observation, and the optimal NX_0 policy -- the user's top items -- is a contextual-bandit-like
 ranking), ``head="tied"`` (logits = <query, item embedding> + bias: a factorisation the per-user signal can fill
-in) and ``ent_coef=1.0`` (with DORL's 0.01 the policy turns deterministic early and stays at the popularity
-level). The measurements behind these choices are in docs/RESULTS.md ("History of design measurements").
+in), ``ent_coef=1.0`` (with DORL's 0.01 the policy turns deterministic early and stays at the popularity
+level), and `FAST_UPDATE` (5-step rollouts, two full-batch Adam steps per rollout, lr 3e-3: a quarter of the Adam
+steps of DORL's update at equal env steps, with the same or better final R_cumu; pass ``**DORL_UPDATE`` for
+DORL's). The measurements behind these choices are in docs/RESULTS.md ("A2C speed" and "History of design
+measurements").
 """
 
 from __future__ import annotations
@@ -74,12 +86,18 @@ GT_TRAIN_ENV = TrainEnvSpec("GroundTruthRec")
 # Defaults of gt and the world-model methods (see the module docstring); the same for all: they face the same
 # per-user ranking problem, only with a learned reward.
 LOSS_TAGS = ("loss/total", "loss/policy", "loss/entropy", "loss/value")
-RANKING_DEFAULTS: dict[str, Any] = {"tracker": {"user_dim": 32}, "head": "tied", "ent_coef": 1.0}
+# DORL's A2C update (tianshou's A2C as DORL runs it; the `A2CConfig` defaults): a 30-step rollout of the parallel
+# envs (100 episodes per collect), then one pass of Adam steps (lr 1e-3) over 64-transition minibatches.
+DORL_UPDATE: dict[str, Any] = {"n_steps": 30, "minibatch_size": 64, "update_epochs": 1, "lr": 1e-3}
+# The presets' update: a 5-step rollout, then two full-batch Adam steps (lr 3e-3) on it. A quarter of the Adam
+# steps at equal env steps, each on more and fresher data; measured against DORL_UPDATE in docs/RESULTS.md ("A2C speed").
+FAST_UPDATE: dict[str, Any] = {"n_steps": 5, "minibatch_size": 0, "update_epochs": 2, "lr": 3e-3}
+RANKING_DEFAULTS: dict[str, Any] = {"tracker": {"user_dim": 32}, "head": "tied", "ent_coef": 1.0, **FAST_UPDATE}
 
 
 @dataclass
 class A2CConfig(AgentConfig):
-    """A2C hyper-parameters (defaults: DORL's A2C learner)."""
+    """A2C hyper-parameters (defaults: DORL's A2C learner, `DORL_UPDATE`; the presets use `FAST_UPDATE`)."""
 
     eval_every: int = 30_000  # env steps between evaluations (0 = only at the end)
     num_envs: int = 100  # parallel envs of a training env the agent derives (gt, world-model methods; DORL: 100)
@@ -171,13 +189,13 @@ class PolicyTerms(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, logits: torch.Tensor, blocked: torch.Tensor, actions: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        masked = logits.masked_fill(blocked, float("-inf"))
+        masked = torch.where(blocked, float("-inf"), logits)  # where: ~2x faster than masked_fill on the CPU
         # softmax and log_softmax kernels, not exp / logsumexp: torch.exp takes a ~10x slower path when its
         # results are subnormal (logits 87-103 below the row's maximum), which trained policies produce
         p = torch.softmax(masked, -1)
         logp = torch.log_softmax(masked, -1)
         logp_a = logp.gather(1, actions.unsqueeze(1)).squeeze(1)
-        logp = logp.masked_fill_(blocked, 0.0)
+        logp = torch.where(blocked, 0.0, logp)
         ent = -(p * logp).sum(-1)
         ctx.save_for_backward(p, logp, ent, actions)
         return logp_a, ent
@@ -415,17 +433,17 @@ class A2CAgent:
         """The Adam steps of one rollout; returns the `LOSS_TAGS` averaged over them.
 
         The values V(s_0..s_T) for the advantages come from one forward pass at the start of the update (with
-        the parameters the rollout acted with): when the update is a single full-batch step, that pass is the
-        training pass itself (its values, detached, give the advantages; its first T * B rows the losses);
-        otherwise a separate pass without gradient.
+        the parameters the rollout acted with): with full-batch steps, that pass is the first training pass
+        itself (its values, detached, give the advantages; its first T * B rows the losses); with minibatches, a
+        separate pass without gradient.
         """
         cfg = self.cfg
         T, B = roll.act.shape
         n = T * B
         mb = n if cfg.minibatch_size <= 0 else min(cfg.minibatch_size, n)
-        single = mb == n and cfg.update_epochs == 1
+        full = mb == n  # full-batch steps: the first training pass also gives the values
         obs_all = roll.flat_obs()
-        if single:
+        if full:
             s = self.net.tracker(obs_all)
             values_all = _run_mlp(self.net.critic, s).squeeze(-1)
             v = values_all.detach().view(T + 1, B)
@@ -454,7 +472,7 @@ class A2CAgent:
         params = list(self.net.parameters())
         coef = torch.tensor([-1.0, -cfg.ent_coef, cfg.vf_coef], device=self.device)
         sign = torch.tensor([-1.0, 1.0, 1.0], device=self.device)  # logged: policy loss, entropy, value loss
-        for _ in range(cfg.update_epochs):
+        for epoch in range(cfg.update_epochs):
             if mb < n:  # shuffle once per pass; the minibatches are then slices (views)
                 order = torch.randperm(n, generator=self.gen, device=self.device)
                 shuffled = {k: x[order] for k, x in data.items()}
@@ -462,7 +480,7 @@ class A2CAgent:
                 shuffled = data
             for start in range(0, n, mb):
                 batch = shuffled if mb == n else {k: x[start:start + mb] for k, x in shuffled.items()}
-                if single:  # the training pass started above
+                if full and epoch == 0:  # the training pass started above
                     logits, values = self.net.logits(s[:n]), values_all[:n]
                 else:
                     logits, values = self.net({k: batch[k] for k in roll.obs_keys})
@@ -472,7 +490,8 @@ class A2CAgent:
                 terms = torch.stack([logp * batch["adv"], ent, (values - batch["ret"]).square()])
                 means = (terms @ batch["w"]) / batch["w"].sum().clamp(min=1.0)
                 loss = means @ coef
-                self.opt.zero_grad(set_to_none=True)
+                for param in params:  # (what zero_grad(set_to_none=True) does, without its overhead)
+                    param.grad = None
                 loss.backward()
                 nn.utils.clip_grad_norm_(params, cfg.max_grad_norm, foreach=True)
                 self.opt.step()

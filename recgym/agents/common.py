@@ -139,7 +139,7 @@ def masked_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     -inf (not the dtype's minimum) so an allowed item always wins an argmax, even one whose own score is
     the dtype's minimum (BCQ's filtered-out actions).
     """
-    return logits.masked_fill(~(mask | ~mask.any(dim=-1, keepdim=True)), float("-inf"))
+    return torch.where(mask | ~mask.any(dim=-1, keepdim=True), logits, float("-inf"))
 
 
 def sample_categorical(logits: torch.Tensor, gen: torch.Generator | None = None,
@@ -154,7 +154,7 @@ def sample_categorical(logits: torch.Tensor, gen: torch.Generator | None = None,
     faster than ``torch.multinomial``. A row with nothing allowed returns an arbitrary item in range.
     """
     if mask is not None:
-        logits = logits.masked_fill(~mask, float("-inf"))
+        logits = torch.where(mask, logits, float("-inf"))
     cdf = torch.softmax(logits, -1).cumsum_(-1)
     total = cdf[:, -1:]
     u = torch.rand(total.shape, generator=gen, device=cdf.device, dtype=cdf.dtype)

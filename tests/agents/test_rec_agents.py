@@ -14,7 +14,7 @@ import torch
 
 import recgym  # noqa: F401
 from recgym.agents import AgentConfig, agent_spec, make_agent, registered_agents
-from recgym.agents.a2c import A2CAgent, A2CConfig
+from recgym.agents.a2c import DORL_UPDATE, A2CAgent, A2CConfig
 from recgym.agents.logged import build_logged_transitions
 from recgym.agents.trackers import TrackerConfig, make_tracker
 
@@ -96,8 +96,12 @@ def test_a2c_presets_default_to_ranking_settings_and_accept_overrides(env):
         cfg = make_agent(name, env, **FAST).cfg
         assert (cfg.tracker.user_dim, cfg.head, cfg.ent_coef) == (32, "tied", 1.0), name
         assert cfg.tracker.profile and cfg.tracker.kind == "avg", name
+        assert (cfg.n_steps, cfg.minibatch_size, cfg.update_epochs, cfg.lr) == (5, 0, 2, 3e-3), name  # FAST_UPDATE
     plain = make_agent("a2c", env, **FAST).cfg
     assert (plain.tracker.user_dim, plain.head, plain.ent_coef) == (0, "mlp", 0.01)  # DORL's settings
+    assert (plain.n_steps, plain.minibatch_size, plain.update_epochs, plain.lr) == (30, 64, 1, 1e-3)  # DORL_UPDATE
+    faithful = make_agent("gt", env, **DORL_UPDATE, **FAST).cfg
+    assert (faithful.n_steps, faithful.minibatch_size, faithful.lr, faithful.head) == (30, 64, 1e-3, "tied")
     assert make_agent("r3s", env, ent_coef=0.05, **FAST).cfg.ent_coef == 0.05
     # a nested override keeps the variant's other nested defaults
     cfg = make_agent("r3s", env, tracker={"kind": "gru"}, **FAST).cfg

@@ -13,9 +13,10 @@ the env or agent construction. Per run: wall seconds, process CPU seconds (the f
 one thread), env steps per second of each, and the final and curve-average R_cumu (100 greedy episodes per
 evaluation). Variants run interleaved per seed, so that a change of machine load hits them alike.
 
-A variant is a label plus config overrides; `VARIANTS` ships ``default`` (the agent's defaults) and
-``faithful`` (the update of DORL's A2C learner: a 30-step rollout of the 100 envs, then Adam steps on
-64-transition minibatches, lr 1e-3, one pass).
+A variant is a label plus config overrides; `VARIANTS` ships ``default`` (the agent's defaults; for ``gt`` and the
+world-model methods `recgym.agents.a2c.FAST_UPDATE`) and ``faithful`` (`recgym.agents.a2c.DORL_UPDATE`, the update
+of DORL's A2C learner: a 30-step rollout of the 100 envs, then one pass of Adam steps on 64-transition
+minibatches, lr 1e-3).
 """
 
 from __future__ import annotations
@@ -27,12 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from recgym.agents.a2c import DORL_UPDATE
+
 __all__ = ["VARIANTS", "a2c_speed", "a2c_speed_run", "format_a2c_speed", "parse_variant", "summarize"]
 
-VARIANTS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "faithful": {"n_steps": 30, "minibatch_size": 64, "lr": 1e-3, "update_epochs": 1},
-}
+VARIANTS: dict[str, dict[str, Any]] = {"default": {}, "faithful": dict(DORL_UPDATE)}
 
 
 def a2c_speed_run(data: str = "coat", agent: str = "gt", budget: int = 150_000, seed: int = 0,
