@@ -97,6 +97,10 @@ def bench(
     list_: bool = typer.Option(False, "--list", help="list shipped suites, agents with their budget units, probes"),
     progress: bool = typer.Option(True, "--progress/--no-progress",
                                   help="progress bars (a line every few seconds when output is not a terminal)"),
+    threads: int = typer.Option(1, "--threads",
+                                help="torch CPU threads of each run in this process (default 1: the agents' tensors "
+                                     "are small, and extra threads mostly spin, worst on a busy machine; 0 = "
+                                     "torch's default, all cores). Ray workers get --cpus-per-run threads"),
     force_unlock: bool = typer.Option(False, "--force-unlock",
                                       help="remove the locks of this suite's run folders first (only when no process "
                                            "uses them any more, e.g. a lock kept by a shared file system)"),
@@ -133,6 +137,9 @@ def bench(
     if runs_dir.exists() and not runs_dir.is_dir():
         console.print(f"[red]error:[/red] --runs-dir {escape(str(runs_dir))} is a file; expected a folder (it is "
                       "created if missing)")
+        raise typer.Exit(2)
+    if threads < 0:
+        console.print(f"[red]error:[/red] --threads must be >= 0 (0 = torch's default), got {threads}")
         raise typer.Exit(2)
     for mod in imports or []:
         importlib.import_module(mod)
@@ -185,6 +192,10 @@ def bench(
         except ImportError as exc:
             console.print(f"[red]error:[/red] {escape(str(exc))}")
             raise typer.Exit(2) from exc
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     save_suite_record(s, runs_dir)
     if force_unlock:
         removed = unlock([runs_dir / sp.relpath() for sp in specs] + [runs_dir / s.name / p.name for p in s.probes])

@@ -144,3 +144,20 @@ def test_runs_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
     f.write_text("not a folder")
     res = runner.invoke(app, [*_FLAGS, "--agent", "random", "--runs-dir", str(f)], terminal_width=250)
     assert res.exit_code == 2 and f"--runs-dir {f} is a file" in _unwrap(res.output)
+
+
+def test_threads_sets_torch_threads_for_the_runs_and_rejects_negatives(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    calls: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    res = runner.invoke(app, [*_FLAGS, "--agent", "tiny_random", "--runs-dir", str(tmp_path / "r"), "--threads", "3"],
+                        terminal_width=250)
+    assert res.exit_code == 0, res.output
+    assert calls == [3]
+    res = runner.invoke(app, [*_FLAGS, "--agent", "tiny_random", "--runs-dir", str(tmp_path / "r2"), "--threads",
+                              "0"], terminal_width=250)
+    assert res.exit_code == 0 and calls == [3]  # 0 leaves torch's default alone
+    res = runner.invoke(app, [*_FLAGS, "--agent", "tiny_random", "--threads", "-1"], terminal_width=250)
+    assert res.exit_code == 2 and "--threads must be >= 0" in _unwrap(res.output), res.output
