@@ -27,6 +27,9 @@ test: $(VENV)/.installed
 test-all: $(VENV)/.installed
 	$(PY) -m pytest -q -m "" $(PYTEST_ARGS)
 
+# The first command a newcomer runs: on a fresh clone it installs without the Ray extra (a faster start; the
+# quick suite runs locally). `make install` afterwards does not add Ray: `rm .venv/.installed && make install`.
+bench: EXTRAS = dev
 bench: $(VENV)/.installed
 	$(VENV)/bin/recgym bench --suite quick
 	$(VENV)/bin/recgym report runs/quick
