@@ -349,8 +349,11 @@ class A2CAgent:
         """(training env, evaluation env) of ``learn(env, ..., eval_env)``; see the module docstring."""
         cfg = self.cfg
         interactive = self.train_env is not None and self.train_env.family == "InteractiveRec"
-        overrides = {"progress": cfg.progress, **cfg.train_env_kwargs} if interactive else {}
-        return learn_envs(self.name, env, eval_env, self.train_env, cfg.num_envs, min(cfg.eval_episodes, 100) or 1,
+        spec = self.train_env
+        if interactive and cfg.train_env_kwargs:  # part of where it trains: a given training env must match it
+            spec = TrainEnvSpec(spec.family, {**spec.kwargs, **cfg.train_env_kwargs})
+        overrides = {"progress": cfg.progress} if interactive else {}
+        return learn_envs(self.name, env, eval_env, spec, cfg.num_envs, min(cfg.eval_episodes, 100) or 1,
                           **overrides)
 
     def learn(self, env: Any, budget: int, logger: Any = None, eval_env: Any = None) -> None:

@@ -491,6 +491,9 @@ def reset_done(env: Any, obs: Any, info: dict[str, Any], done: torch.Tensor) -> 
     return obs, info
 
 
+_UNSET = object()
+
+
 def learn_envs(agent: str, env: Any, eval_env: Any, train_env: TrainEnvSpec | None, num_envs: int,
                eval_num_envs: int, **overrides: Any) -> tuple[Any, Any]:
     """The (training env, evaluation env) of ``learn(env, budget, eval_env=eval_env)`` for an agent that steps
@@ -511,7 +514,8 @@ def learn_envs(agent: str, env: Any, eval_env: Any, train_env: TrainEnvSpec | No
         if eval_env is None or env_family(env) != train_env.family:
             return training_env(env, train_env, num_envs, **overrides), (eval_env if eval_env is not None else env)
         given = dict(getattr(getattr(env, "spec", None), "kwargs", None) or {})
-        clash = {k: (given[k], v) for k, v in train_env.kwargs.items() if k in given and given[k] != v}
+        # a kwarg the given env was not made with counts as a clash: its default may differ from what is wanted
+        clash = {k: (given.get(k, "<not set>"), v) for k, v in train_env.kwargs.items() if given.get(k, _UNSET) != v}
         if clash:
             raise ValueError(f"{agent}: the training env given to learn() was made with "
                              f"{ {k: g for k, (g, _) in clash.items()} }, this agent trains with "

@@ -302,7 +302,9 @@ def build_envs(spec: RunSpec, train_env_spec: Any) -> tuple[Any, Any]:
         train = make_env(spec.env_id, spec.num_envs, spec.device, spec.make_kwargs(False))
         return train, make_env(spec.eval_env_id, spec.num_envs, spec.device, spec.make_kwargs(True))
     evaluation = make_env(spec.env_id, spec.num_envs, spec.device, spec.make_kwargs(False))
-    return training_env(evaluation, train_env_spec, spec.num_envs), evaluation
+    # an agent's train_env_kwargs (e.g. an R3S ablation's lambda_u = 0) are part of where it trains
+    extra = dict(spec.agent_config.get("train_env_kwargs") or {}) if train_env_spec is not None else {}
+    return training_env(evaluation, train_env_spec, spec.num_envs, **extra), evaluation
 
 
 def flatten_metrics(result: Any) -> dict[str, float]:

@@ -139,6 +139,12 @@ def test_learn_envs_follow_the_train_env_eval_env_contract(env):
     assert r3s._envs(inter, ev) == (inter, ev)
     with pytest.raises(ValueError, match=r"made with \{'reward_preset': 'mbpo'\}.*trains with \{'reward_preset': 'r3s'\}"):
         r3s._envs(matching_env(env, "InteractiveRec", num_envs=2, reward_preset="mbpo"), ev)
+    # train_env_kwargs are part of where the agent trains: a given training env made without them is refused
+    ablation = make_agent("r3s", env, num_envs=4, train_env_kwargs={"lambda_u": 0.0}, **FAST)
+    with pytest.raises(ValueError, match=r"made with \{'lambda_u': [^}]+\}, this agent trains with \{'lambda_u': 0.0\}"):
+        ablation._envs(inter, ev)
+    made = matching_env(env, "InteractiveRec", num_envs=2, reward_preset="r3s", lambda_u=0.0)
+    assert ablation._envs(made, ev) == (made, ev)
     plain = make_agent("a2c", env, eval_episodes=3, progress=False)
     train, evaluation = plain._envs(env, None)  # plain A2C: trains in env, evaluates in a GroundTruthRec match
     assert train is env and evaluation.spec.id == "GroundTruthRec-Synthetic-v0" and evaluation.num_envs == 3

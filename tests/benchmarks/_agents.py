@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ class TinyConfig(AgentConfig):
     history_every: int = 0
     eval_episodes: int = 20
     die_once_dir: str = ""  # a folder: the first learn() of each seed SIGKILLs its own process (a dying worker)
+    train_env_kwargs: dict[str, Any] = field(default_factory=dict)  # as A2CConfig's: kwargs of the derived env
 
 
 class TinyRandom:

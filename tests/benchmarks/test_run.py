@@ -83,6 +83,19 @@ def test_world_model_agent_trains_in_the_derived_env(tmp_path: Path, monkeypatch
     assert train.num_envs == 8
 
 
+def test_train_env_kwargs_of_the_agent_config_reach_the_derived_env(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ablation's train_env_kwargs (here lambda_u) shape the training env the runner derives."""
+    monkeypatch.setenv("RECGYM_CACHE_DIR", str(tmp_path / "cache"))
+    suite = flag_suite(agents=["tiny_world"], seeds=[0], protocol="dorl",
+                       agent_config={"train_env_kwargs": {"lambda_u": 0.375}})
+    (res,) = run_grid(suite, tmp_path, progress=False)
+    assert res.status == "done", res.error
+    train = _agents.LAST["tiny_random"].seen["env"]
+    assert train.spec.kwargs["lambda_u"] == 0.375 and train.unwrapped.shaping.lambda_u == 0.375
+    assert train.spec.kwargs["world_model"] == "knn"  # the registered spec's kwargs stay
+
+
 def test_crashed_run_is_recorded_and_grid_goes_on(tmp_path: Path) -> None:
     res = run_grid(flag_suite(agents=["tiny_crash", "tiny_random"], seeds=[0]), tmp_path, progress=False)
     assert [r.status for r in res] == ["failed", "done"]
