@@ -494,6 +494,15 @@ def reset_done(env: Any, obs: Any, info: dict[str, Any], done: torch.Tensor) -> 
 _UNSET = object()
 
 
+def _made_with(env: Any, key: str, value: Any, given: dict[str, Any]) -> bool:
+    """Whether ``env`` was made with ``key=value``. Its ``spec.kwargs`` hold effective values, so a rule given by
+    name (``lambda_u="dorl"``) is matched against the rule its shaping records (``shaping.lambda_u_rule``)."""
+    if given.get(key, _UNSET) == value:
+        return True
+    shaping = getattr(getattr(env, "unwrapped", env), "shaping", None)
+    return isinstance(value, str) and getattr(shaping, f"{key}_rule", None) == value
+
+
 def learn_envs(agent: str, env: Any, eval_env: Any, train_env: TrainEnvSpec | None, num_envs: int,
                eval_num_envs: int, **overrides: Any) -> tuple[Any, Any]:
     """The (training env, evaluation env) of ``learn(env, budget, eval_env=eval_env)`` for an agent that steps
@@ -515,7 +524,8 @@ def learn_envs(agent: str, env: Any, eval_env: Any, train_env: TrainEnvSpec | No
             return training_env(env, train_env, num_envs, **overrides), (eval_env if eval_env is not None else env)
         given = dict(getattr(getattr(env, "spec", None), "kwargs", None) or {})
         # a kwarg the given env was not made with counts as a clash: its default may differ from what is wanted
-        clash = {k: (given.get(k, "<not set>"), v) for k, v in train_env.kwargs.items() if given.get(k, _UNSET) != v}
+        clash = {k: (given.get(k, "<not set>"), v) for k, v in train_env.kwargs.items()
+                 if not _made_with(env, k, v, given)}
         if clash:
             raise ValueError(f"{agent}: the training env given to learn() was made with "
                              f"{ {k: g for k, (g, _) in clash.items()} }, this agent trains with "

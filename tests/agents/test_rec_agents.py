@@ -145,6 +145,10 @@ def test_learn_envs_follow_the_train_env_eval_env_contract(env):
         ablation._envs(inter, ev)
     made = matching_env(env, "InteractiveRec", num_envs=2, reward_preset="r3s", lambda_u=0.0)
     assert ablation._envs(made, ev) == (made, ev)
+    by_rule = make_agent("r3s", env, num_envs=4, train_env_kwargs={"lambda_u": "dorl"}, **FAST)
+    made = matching_env(env, "InteractiveRec", num_envs=2, reward_preset="r3s", lambda_u="dorl")
+    assert made.spec.kwargs["lambda_u"] != "dorl"  # the env records the value the rule gave ...
+    assert by_rule._envs(made, ev) == (made, ev)  # ... and the rule it applied, which is what was asked for
     plain = make_agent("a2c", env, eval_episodes=3, progress=False)
     train, evaluation = plain._envs(env, None)  # plain A2C: trains in env, evaluates in a GroundTruthRec match
     assert train is env and evaluation.spec.id == "GroundTruthRec-Synthetic-v0" and evaluation.num_envs == 3
