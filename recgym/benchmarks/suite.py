@@ -82,24 +82,29 @@ class Column:
     """One column of the ``agents`` report layout (see `parse_column`)."""
 
     text: str
-    kind: str  # "metric", "ratio" or one of PLAIN_COLUMNS
+    kind: str  # "metric", "ratio", "paired" or one of PLAIN_COLUMNS
     metric: str | None = None
     aggregation: str | None = None  # "curve_mean" / "final"
-    ref_label: str | None = None  # ratio: the agent row whose mean is the denominator
+    ref_label: str | None = None  # ratio: the agent row whose mean is the denominator; paired: the row subtracted
     ref_metric: str | None = None
 
 
 def parse_column(text: str) -> Column:
     """``METRIC:curve|final|published`` (``published``: the protocol source's published aggregation of the run's
     curve, `recgym.benchmarks.report.aggregation`), ``METRIC:AGG/AGENT:METRIC`` (ours over another row's final
-    mean), or a plain column (``wall_s``, ``seeds``, ``budget``); ValueError with the grammar otherwise."""
+    mean), ``METRIC:AGG-AGENT`` (the paired difference: ours minus AGENT's run of the same seed, mean +- std over
+    the seeds both have; with the same seed both are evaluated on the same users, so the evaluation's sampling
+    noise cancels), or a plain column (``wall_s``, ``seeds``, ``budget``); ValueError with the grammar otherwise."""
     if text in PLAIN_COLUMNS:
         return Column(text, text)
     num, _, den = text.partition("/")
     metric, _, agg = num.partition(":")
-    if not metric or agg not in AGGREGATIONS:
+    agg, _, paired = agg.partition("-")
+    if not metric or agg not in AGGREGATIONS or (paired and den):
         raise ValueError(f"report column {text!r}: expected METRIC:curve, METRIC:final, METRIC:published, "
-                         f"METRIC:AGG/AGENT:METRIC or one of {list(PLAIN_COLUMNS)}")
+                         f"METRIC:AGG/AGENT:METRIC, METRIC:AGG-AGENT or one of {list(PLAIN_COLUMNS)}")
+    if paired:
+        return Column(text, "paired", metric, AGGREGATIONS[agg], paired)
     if not den:
         return Column(text, "metric", metric, AGGREGATIONS[agg])
     label, _, ref_metric = den.partition(":")

@@ -225,3 +225,28 @@ def test_budget_axis_labels_are_compact_and_do_not_overlap() -> None:
     boxes = sorted((t.get_window_extent() for t in labels), key=lambda b: b.x0)
     assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:], strict=False))  # no two labels touch
     plt.close(fig)
+
+
+def test_paired_column_subtracts_the_same_seed_of_the_reference_row(tmp_path: Path) -> None:
+    from recgym.benchmarks.report.agents import build_agents_table
+    from recgym.benchmarks.suite import parse_column
+
+    root = tmp_path / "pair"
+    # seeds 0 and 1 of both agents, seed 2 only of r3s (left out: no partner); the shared evaluation noise (+10 on
+    # seed 1) cancels in the paired difference
+    for seed, ours, ref in [(0, [3, 5], [2, 2]), (1, [13, 17], [12, 12])]:
+        fake_run(root, "coat", "r3s", seed, ours, protocol="roler")
+        fake_run(root, "coat", "dorl", seed, ref, protocol="roler")
+    fake_run(root, "coat", "r3s", 2, [100, 100], protocol="roler")
+    col = parse_column("R_cumu:final-dorl")
+    assert (col.kind, col.metric, col.aggregation, col.ref_label) == ("paired", "R_cumu", "final", "dorl")
+    t = build_agents_table(collect_runs(root),
+                           ReportConfig(layout="agents", columns=["R_cumu:curve-dorl", "R_cumu:final-dorl"]),
+                           {"envs": ["coat"], "agents": ["r3s", "dorl"]}, "pair")
+    assert t.header == ["agent", "coat R_cumu curve minus dorl (paired by seed)",
+                        "coat R_cumu final minus dorl (paired by seed)"]
+    # curve: (4 - 2, 15 - 12) = (2, 3): mean 2.5, sample std 0.71; final: (5 - 2, 17 - 12) = (3, 5): 4 +- 1.41
+    assert t.rows[0] == ["r3s", "+2.50 ± 0.71", "+4.00 ± 1.41"]
+    assert t.rows[1] == ["dorl", "+0.00 ± 0.00", "+0.00 ± 0.00"]
+    with pytest.raises(ValueError, match="METRIC:AGG-AGENT"):
+        parse_column("R_cumu:final-dorl/gt_oracle:optimal")

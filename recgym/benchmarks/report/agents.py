@@ -3,7 +3,8 @@
 Columns (`recgym.benchmarks.suite.parse_column`): ``METRIC:curve`` / ``METRIC:final`` / ``METRIC:published``
 (the curve average, the final evaluation, the protocol source's published aggregation; mean +- sample std over
 the finished seeds), ``METRIC:AGG/AGENT:METRIC`` (our mean as a percentage of another row's mean final value on
-the same env, e.g. ``R_cumu:final/gt_oracle:optimal``), ``wall_s`` (mean seconds per run), ``seeds`` (finished
+the same env, e.g. ``R_cumu:final/gt_oracle:optimal``), ``METRIC:AGG-AGENT`` (ours minus AGENT's run of the
+same seed, mean +- sample std over the common seeds; e.g. ``R_cumu:curve-dorl``), ``wall_s`` (mean seconds per run), ``seeds`` (finished
 seeds) and ``budget`` (train budget and its unit). Rows follow the suite's agent order, column groups its env
 order (or ``[report] envs``); ``long = true`` gives a row per (env, agent) instead of column groups. An env
 whose runs used a fallback ground truth (`recgym.benchmarks.report.tables.is_fallback`) is marked ``*`` in its
@@ -46,6 +47,14 @@ def cell(col: Column, runs: list[RunRecord], by_label: dict[str, list[RunRecord]
     if col.kind == "wall_s":
         walls = [float(r.result["wall_s"]) for r in runs if "wall_s" in r.result]
         return f"{sum(walls) / len(walls):.1f}" if walls else "-"
+    if col.kind == "paired":
+        ref_by_seed = {r.seed: r.value(col.metric, col.aggregation) for r in by_label.get(col.ref_label, [])}
+        diffs = [v - ref_by_seed[r.seed] for r in runs if (v := r.value(col.metric, col.aggregation)) is not None
+                 and ref_by_seed.get(r.seed) is not None]
+        if not diffs:
+            return "-"
+        mean, std = mean_std(diffs)
+        return f"{mean:+.2f} ± {std:.2f}" if std is not None and not math.isnan(std) else f"{mean:+.2f}"
     vals = _values(runs, col.metric, col.aggregation)
     if not vals:
         return "-"
@@ -67,6 +76,8 @@ def _header(col: Column) -> str:
         return f"{col.metric} {_AGG_LABELS[col.aggregation]} % of {col.ref_label} {col.ref_metric}"
     if col.kind == "metric":
         return f"{col.metric} {_AGG_LABELS[col.aggregation]}"
+    if col.kind == "paired":
+        return f"{col.metric} {_AGG_LABELS[col.aggregation]} minus {col.ref_label} (paired by seed)"
     return col.kind
 
 
