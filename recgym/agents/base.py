@@ -92,7 +92,6 @@ class AgentSpec:
     factory: Callable[..., Agent]
     train_env: Any = None
     defaults: Mapping[str, Any] = field(default_factory=dict)
-    legacy: bool = False  # factory(env, **config) registered with the old two-argument form
 
     @property
     def budget_unit(self) -> str:
@@ -100,8 +99,6 @@ class AgentSpec:
 
     def default_config(self, **overrides: Any) -> Any:
         """The config this agent is built with for ``overrides`` (its defaults applied), without an env."""
-        if self.legacy:
-            raise TypeError(f"agent {self.name!r} is registered with the legacy factory(env, **config) form")
         return build_config(self.config_cls, merge_overrides(self.defaults, overrides), self.name)
 
 
@@ -109,7 +106,7 @@ _REGISTRY: dict[str, AgentSpec] = {}
 _ENTRY_POINTS_LOADED = False
 
 
-def register_agent(name: str, config_cls: Any, factory: Callable[..., Agent] | None = None, *,
+def register_agent(name: str, config_cls: Any, factory: Callable[..., Agent], *,
                    train_env: Any = None, defaults: Mapping[str, Any] | None = None,
                    overwrite: bool = False) -> AgentSpec:
     """Register agent ``name``: ``factory(env, config)`` builds it from an instance of ``config_cls``.
@@ -117,17 +114,12 @@ def register_agent(name: str, config_cls: Any, factory: Callable[..., Agent] | N
     ``config_cls`` is a dataclass (normally an `AgentConfig` subclass); ``train_env`` a
     `recgym.envs.derive.TrainEnvSpec` for methods that train in another env family than their evaluation env;
     ``defaults`` this agent's own defaults (see `AgentSpec`), checked here. Returns the registered spec.
-    (Transitional, for the chain fine-tuners until they move to the typed form: ``register_agent(name,
-    factory)`` registers an old-style ``factory(env, **config)``.)
     """
-    if factory is None:
-        spec = AgentSpec(name=name, config_cls=object, factory=config_cls, train_env=train_env, legacy=True)
-    else:
-        if not (isinstance(config_cls, type) and dataclasses.is_dataclass(config_cls)):
-            raise TypeError(f"register_agent({name!r}): config_cls must be a dataclass type, got {config_cls!r}")
-        spec = AgentSpec(name=name, config_cls=config_cls, factory=factory, train_env=train_env,
-                         defaults=dict(defaults or {}))
-        spec.default_config()  # bad defaults fail at registration, naming the field
+    if not (isinstance(config_cls, type) and dataclasses.is_dataclass(config_cls)):
+        raise TypeError(f"register_agent({name!r}): config_cls must be a dataclass type, got {config_cls!r}")
+    spec = AgentSpec(name=name, config_cls=config_cls, factory=factory, train_env=train_env,
+                     defaults=dict(defaults or {}))
+    spec.default_config()  # bad defaults fail at registration, naming the field
     old = _REGISTRY.get(name)
     if not overwrite and old is not None and old.factory is not spec.factory:
         raise ValueError(f"agent {name!r} is already registered (pass overwrite=True to replace it)")
@@ -143,10 +135,8 @@ def _load_entry_points() -> None:
     for ep in entry_points(group="recgym.agents"):
         if ep.name not in _REGISTRY:
             obj = ep.load()
-            if isinstance(obj, AgentSpec):
+            if isinstance(obj, AgentSpec):  # else: a module that registers its agents when imported
                 _REGISTRY[ep.name] = obj
-            elif ep.name not in _REGISTRY and callable(obj):  # an old-style factory
-                register_agent(ep.name, obj)
 
 
 def _load_builtin() -> None:
@@ -174,8 +164,6 @@ def agent_spec(name: str) -> AgentSpec:
 def make_agent(name: str, env: Any, **config: Any) -> Agent:
     """Build the agent registered as ``name`` for ``env``; ``config`` overrides its config dataclass fields."""
     spec = agent_spec(name)
-    if spec.legacy:
-        return spec.factory(env, **config)
     return spec.factory(env, spec.default_config(**config))
 
 

@@ -3,8 +3,9 @@
 ``tiny_random``: uniform over allowed items from a seeded generator; ``learn`` really steps the env for
 ``budget`` transitions (batched), logs ``train/reward``, optionally sleeps (to make a run last) and, with
 ``history_every > 0``, evaluates itself every that many steps into ``history`` (else the runner evaluates).
-Each ``learn`` call appends "<seed> <pid>" to the file named by $RECGYM_TEST_COUNTER (to count runs).
-``tiny_crash``: raises in ``learn``.
+Each ``learn`` call appends "<seed> <pid>" to the file named by $RECGYM_TEST_COUNTER (to count runs) and
+records the envs it was given in ``seen``. ``tiny_crash``: raises in ``learn``. ``tiny_world``: tiny_random
+registered with a training-env spec (InteractiveRec, a KNN world model), like a world-model method.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from typing import Any
 
 import torch
 
-from recgym.agents.base import build_config, register_agent
+from recgym.agents.base import AgentConfig, register_agent
+from recgym.envs.derive import TrainEnvSpec
 
 
 @dataclass
-class TinyConfig:
-    seed: int = 0
+class TinyConfig(AgentConfig):
     sleep_s: float = 0.0
     history_every: int = 0
     eval_episodes: int = 20
@@ -38,6 +39,7 @@ class TinyRandom:
         self.gen.manual_seed(cfg.seed)
         self.steps = 0
         self.history: list[dict[str, float]] = []
+        self.seen: dict[str, Any] = {}
 
     def act(self, obs: Any, info: dict[str, Any] | None = None) -> torch.Tensor:
         b = obs["step"].shape[0]
@@ -46,7 +48,8 @@ class TinyRandom:
         probs = torch.where(probs.sum(1, keepdim=True) > 0, probs, torch.ones_like(probs))
         return torch.multinomial(probs, 1, generator=self.gen).squeeze(-1)
 
-    def learn(self, env: Any, budget: int, logger: Any = None) -> None:
+    def learn(self, env: Any, budget: int, logger: Any = None, eval_env: Any = None) -> None:
+        self.seen = {"env": env, "eval_env": eval_env, "config": self.cfg}
         counter = os.environ.get("RECGYM_TEST_COUNTER")
         if counter:
             with open(counter, "a") as f:
@@ -85,19 +88,21 @@ class TinyRandom:
 class TinyCrash(TinyRandom):
     name = "tiny_crash"
 
-    def learn(self, env: Any, budget: int, logger: Any = None) -> None:
+    def learn(self, env: Any, budget: int, logger: Any = None, eval_env: Any = None) -> None:
         if logger is not None:
             logger.log_scalar("train/started", 1.0, 0)
         raise RuntimeError("tiny_crash: deliberate failure in learn")
 
 
-def make_tiny_random(env: Any, **config: Any) -> TinyRandom:
-    return TinyRandom(env, build_config(TinyConfig, config, "tiny_random"))
+LAST: dict[str, Any] = {}  # the last agent each factory built (the tests read what it was given)
 
 
-def make_tiny_crash(env: Any, **config: Any) -> TinyCrash:
-    return TinyCrash(env, build_config(TinyConfig, config, "tiny_crash"))
+def _keep(agent: Any) -> Any:
+    LAST[agent.name] = agent
+    return agent
 
 
-register_agent("tiny_random", make_tiny_random, overwrite=True)
-register_agent("tiny_crash", make_tiny_crash, overwrite=True)
+register_agent("tiny_random", TinyConfig, lambda env, cfg: _keep(TinyRandom(env, cfg)), overwrite=True)
+register_agent("tiny_crash", TinyConfig, lambda env, cfg: TinyCrash(env, cfg), overwrite=True)
+register_agent("tiny_world", TinyConfig, lambda env, cfg: _keep(TinyRandom(env, cfg)), overwrite=True,
+               train_env=TrainEnvSpec("InteractiveRec", {"world_model": "knn"}))

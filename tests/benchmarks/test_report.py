@@ -1,4 +1,4 @@
-"""`recgym report`: tables (mean ± std over seeds), Markdown, CSV, PNGs and published numbers."""
+"""`recgym report`: tables (mean ± std over seeds), Markdown, CSV, PNGs, published numbers, layouts, probes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import tests.benchmarks._agents  # noqa: F401
+from recgym.benchmarks.backends import run_grid
+from recgym.benchmarks.grid import expand
 from recgym.benchmarks.report import (
     build_tables,
     collect_runs,
@@ -18,10 +19,8 @@ from recgym.benchmarks.report import (
     to_csv,
     to_markdown,
 )
-from recgym.benchmarks.runner import run_grid, suite_from_flags
-
-ENV = "GroundTruthRec-Synthetic-v0"
-SMALL = {"dataset_kwargs": {"n_users": 60, "n_items": 80, "seed": 3}}
+from recgym.benchmarks.suite import ReportConfig, save_suite_record, suite_from_flags
+from tests.benchmarks.helpers import ENV, SMALL
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +28,22 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("report_runs")
     s = suite_from_flags([ENV], ["tiny_random", "tiny_crash"], [0, 1, 2], 48, eval_episodes=8, num_envs=8,
                          env_kwargs=SMALL, agent_config={"history_every": 16}, name="rep", protocol="dorl")
-    specs = [dataclass_replace(sp, published_dataset="KuaiRec", published_method="DORL") for sp in s.runs()]
+    specs = [dataclass_replace(sp, published_dataset="KuaiRec", published_method="DORL") for sp in expand(s)]
     res = run_grid(specs, root, progress=False, tensorboard=False)
     assert [r.status for r in res] == ["done"] * 3 + ["failed"] * 3
     return root / "rep"
+
+
+def _layout(runs: Path, tmp_path: Path, **report) -> Path:
+    """A copy of the runs folder whose suite record asks for ``report``."""
+    import shutil
+
+    dst = tmp_path / "rep"
+    shutil.copytree(runs, dst)
+    s = suite_from_flags([ENV], ["tiny_random", "tiny_crash"], [0, 1, 2], 48, name="rep", validate=False)
+    s.report = ReportConfig(**report)
+    save_suite_record(s, tmp_path)
+    return dst
 
 
 def dataclass_replace(obj, **kw):
@@ -81,6 +92,7 @@ def test_report_writes_markdown_csv_and_pngs(runs: Path, tmp_path: Path) -> None
     out = make_report(runs, out_dir=tmp_path / "rep", show=False)
     md = out["markdown"].read_text()
     assert md.startswith("# Report: rep") and f"## {ENV}" in md and "tiny_crash seed 0: **failed**" in md
+    assert "| tiny_random | 3 | dorl | 48 env_steps |" in md  # the budget with its unit
     res = _results(runs)
     vals = [r["final"]["Length"] for r in res]
     assert f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}" in md
@@ -94,14 +106,48 @@ def test_report_writes_markdown_csv_and_pngs(runs: Path, tmp_path: Path) -> None
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
 
 
-def test_report_cli_and_missing_folder(runs: Path, tmp_path: Path) -> None:
+def test_agents_layout_rows_columns_and_ratio(runs: Path, tmp_path: Path) -> None:
+    cols = ["R_cumu:curve", "R_cumu:final", "seeds", "budget", "R_cumu:final/tiny_random:R_cumu", "wall_s"]
+    out = make_report(_layout(runs, tmp_path, layout="agents", columns=cols), show=False, plots=False)
+    t = out["agents_table"]
+    assert t.header == ["agent"] + [f"{ENV} {h}" for h in ("R_cumu curve", "R_cumu final", "seeds", "budget",
+                                                            "R_cumu final % of tiny_random R_cumu", "wall_s")]
+    assert [r[0] for r in t.rows] == ["tiny_random", "tiny_crash"]  # the suite's agent order
+    res = _results(runs)
+    vals = [r["final"]["R_cumu"] for r in res]
+    row = t.rows[0]
+    assert row[2] == f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}"
+    assert row[3:6] == ["3", "48 env_steps", "100.0%"]
+    assert float(row[6]) == pytest.approx(statistics.mean(r["wall_s"] for r in res), abs=0.051)
+    assert t.rows[1][1:] == ["-"] * 6  # every tiny_crash run failed
+    md = out["markdown"].read_text()
+    assert "| agent | " in md and "tiny_crash seed 0: **failed**" in md
+    long = make_report(_layout(runs, tmp_path / "long", layout="agents", columns=["R_cumu:final"], long=True),
+                       show=False, plots=False)["agents_table"]
+    assert long.header == ["env", "agent", "R_cumu final"] and [r[:2] for r in long.rows] == [[ENV, "tiny_random"]]
+
+
+def test_probe_folders_are_reported_as_tables(tmp_path: Path) -> None:
+    import json
+
+    d = tmp_path / "perf" / "load"
+    d.mkdir(parents=True)
+    rows = [{"dataset": "coat", "cold_s": 0.84, "cached_s": 0.0041}, {"dataset": "yahoo", "cold_s": 7.1}]
+    (d / "probe.json").write_text(json.dumps({"probe": "data_load", "args": {}, "rows": rows, "text": "hello"}))
+    (d / "DONE").write_text("{}")
+    out = make_report(tmp_path / "perf", show=False)
+    md = out["markdown"].read_text()
+    assert "## load (`data_load` {}, done)" in md
+    assert "| dataset | cold_s | cached_s |" in md and "| coat | 0.8400 | 0.0041 |" in md and "| yahoo | 7.1000 | - |" in md
+    assert "hello" in md and out["csv"] is None and out["tables"] == []
+
+
+def test_report_cli(runs: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from recgym.benchmarks.cli import app
+    from recgym.cli import app
 
     r = CliRunner().invoke(app, ["report", str(runs), "--out", str(tmp_path / "o"), "--no-plots"])
     assert r.exit_code == 0, r.output
     assert "tiny_random" in r.output and (tmp_path / "o" / "report.csv").is_file()
     assert not list((tmp_path / "o").glob("*.png"))
-    r = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
-    assert r.exit_code == 2 and "no runs folder" in r.output

@@ -220,18 +220,6 @@ def test_verify_unchecked_and_unknown(tmp_path: Path) -> None:
         cache.verify("nope", tmp_path)
 
 
-def test_load_time_benchmark_uses_a_temporary_cache(cache_root: Path) -> None:
-    from recgym.benchmarks.data_load_times import format_table, measure
-
-    root = require_data(*COAT)
-    row = measure("coat", str(root))
-    assert row["cold_s"] > 0 and row["cached_s"] > 0 and row["summary"]["train_rows"] == 6960
-    assert not (cache_root / "parsed").exists()  # the session's cache was not touched
-    missing = measure("kuairec", str(cache_root / "nothing-here"))
-    table = format_table([row, missing])
-    assert "coat" in table and "not available: kuairec: missing file 'small_matrix.csv'" in table
-
-
 def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
     from recgym.data.cache import atomic_write, atomic_write_bytes
 

@@ -149,7 +149,7 @@ def _flat(text: str) -> str:
 def test_cli_info_says_which_ground_truth(root: Path) -> None:
     from typer.testing import CliRunner
 
-    from recgym.benchmarks.cli import app
+    from recgym.cli import app
 
     runner = CliRunner()
     res = runner.invoke(app, ["data", "info", "yahoo", "--data-dir", str(root)])
@@ -172,7 +172,7 @@ def test_cli_download_yahoo_accept_licence(monkeypatch: pytest.MonkeyPatch, tmp_
     from typer.testing import CliRunner
 
     import recgym.data.download as dl
-    from recgym.benchmarks.cli import app
+    from recgym.cli import app
 
     calls = []
 

@@ -103,7 +103,6 @@ def test_one_shared_config_and_typed_registry() -> None:
         assert {f.name for f in dataclasses.fields(cfg)} == shared | own[name]
         spec = agent_spec(name)
         assert spec.config_cls is cfg and spec.factory is cls and spec.budget_unit == "iterations"
-        assert not spec.legacy
     assert ReFiTConfig().eval_every == 20 and DDPOConfig().lr == 1e-4
     # no sideways imports between the algorithms: each imports only the shared module
     for mod in (refit, ddpo, rwft):

@@ -1,0 +1,97 @@
+"""Backends: the local loop resumes a killed grid without redoing finished runs; Ray gives the same numbers
+(the Ray test is skipped when Ray is not installed: it is the optional `ray` extra)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from recgym.benchmarks.backends import run_grid
+from recgym.benchmarks.grid import expand
+from recgym.benchmarks.suite import load_suite, suite_from_flags
+from tests.benchmarks.helpers import ENV, write_suite
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_kill_and_resume_does_not_redo_finished_runs(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path / "kr.toml", sleep=1.5)
+    counter = tmp_path / "counter.txt"
+    runs = tmp_path / "runs"
+    env = {**os.environ, "RECGYM_TEST_COUNTER": str(counter), "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "recgym.cli", "bench", "--suite", str(suite), "--runs-dir", str(runs),
+           "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first_done = runs / "kr" / "syn" / "tiny_random" / "seed0" / "DONE"
+    try:
+        deadline = time.time() + 90
+        while not first_done.exists():
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "bench exited early"
+            assert time.time() < deadline, "first run did not finish in time"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    done_before = {p.parent.name: p.stat().st_mtime_ns for p in (runs / "kr" / "syn" / "tiny_random").glob("*/DONE")}
+    assert "seed0" in done_before and len(done_before) < 4, "the kill must land mid-grid"
+    assert json.loads((runs / "kr" / "suite.json").read_text())["agents"] == ["tiny_random"]
+    learn_calls_before = counter.read_text().split("\n")[:-1]
+
+    os.environ["RECGYM_TEST_COUNTER"] = str(counter)
+    try:
+        res = run_grid(load_suite(suite), runs, progress=False)
+    finally:
+        del os.environ["RECGYM_TEST_COUNTER"]
+    status = {r.spec.seed: r.status for r in res}
+    for name in done_before:
+        assert status[int(name[4:])] == "skipped"
+    assert sorted(status.values()).count("done") == 4 - len(done_before)
+    for name, mtime in done_before.items():  # finished runs were not redone
+        assert (runs / "kr" / "syn" / "tiny_random" / name / "DONE").stat().st_mtime_ns == mtime
+    calls = [int(line.split()[0]) for line in counter.read_text().split("\n")[:-1]]
+    seeds_done_before = {int(n[4:]) for n in done_before}
+    for s in seeds_done_before:
+        assert calls.count(s) == 1  # learned once, before the kill
+    for s in set(range(4)) - seeds_done_before:
+        assert calls.count(s) == 1 + sum(1 for line in learn_calls_before if int(line.split()[0]) == s)
+    assert all((runs / "kr" / "syn" / "tiny_random" / f"seed{s}" / "DONE").exists() for s in range(4))
+    assert not list(runs.rglob(".lock"))
+
+
+def test_unknown_backend_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown backend 'slurm'; valid: \\['local', 'ray'\\]"):
+        run_grid(load_suite(write_suite(tmp_path / "s.toml", seeds="[0]")), tmp_path, backend="slurm")
+
+
+def test_tiny_grid_on_local_ray(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'recgym[ray]'); not installed")
+    from recgym.benchmarks.backends.ray import local_runtime_env, run_grid_ray
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, runtime_env=local_runtime_env())
+    try:
+        s = suite_from_flags([ENV], ["tiny_random", "tiny_crash"], [0, 1], 16, eval_episodes=8, num_envs=8,
+                             env_kwargs={"dataset_kwargs": {"n_users": 60, "n_items": 80, "seed": 3}}, name="ray",
+                             imports=["tests.benchmarks._agents"])
+        specs = expand(s)
+        res = run_grid_ray(specs, tmp_path, progress=False, tensorboard=False)
+        assert [r.status for r in res] == ["done", "done", "failed", "failed"]
+        assert ray.is_initialized()  # the backend leaves a Ray it did not start running
+        for seed in (0, 1):
+            run = tmp_path / "ray" / ENV / "tiny_random" / f"seed{seed}"
+            assert (run / "DONE").is_file() and (run / "checkpoint").is_file()
+            assert json.loads((run / "config.json").read_text())["spec"]["seed"] == seed
+        assert "deliberate failure" in (tmp_path / "ray" / ENV / "tiny_crash" / "seed0" / "error.txt").read_text()
+        # same numbers as the local backend (the runs are deterministic), and a rerun skips everything
+        local = run_grid(specs[:1], tmp_path / "local", progress=False, tensorboard=False)[0]
+        assert res[0].final == pytest.approx(local.final)
+        again = run_grid_ray(specs, tmp_path, progress=False)
+        assert [r.status for r in again] == ["skipped", "skipped", "failed", "failed"]
+    finally:
+        ray.shutdown()
