@@ -11,7 +11,7 @@ everything around the update rule:
   reward preset ``mbpo``: the DeepFM ensemble's predicted reward minus its minimum, no penalty, exactly
   EasyRL4Rec's ``BaseSimulatedEnv``; the real quit rule) fill a `ReplayBuffer`; every ``step_per_collect`` env
   steps the agent takes ``step_per_collect * update_per_step`` gradient steps (EasyRL4Rec: 100 and 0.125) on
-  minibatches drawn from the buffer, once ``learning_starts`` transitions are in it (until then actions are
+  minibatches drawn from the buffer, with ``n_step`` TD returns (EasyRL4Rec: 3), once ``learning_starts`` transitions are in it (until then actions are
   uniform in [-1, 1]^k, as SB3's off-policy warm-up). ``budget`` counts env steps (summed over the parallel
   envs).
 - **Offline training** (``train_mode="offline"``): the training logs as trajectories (`recgym.agents.logged`),
@@ -30,6 +30,7 @@ item embeddings, trackers and transitions come from the training logs or the tra
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -66,11 +67,12 @@ class ContinuousConfig(AgentConfig):
     step_per_collect: int = 100  # env steps between update rounds
     update_per_step: float = 0.125  # gradient steps per env step (EasyRL4Rec)
     learning_starts: int = 1_000  # transitions in the buffer before the first update
+    n_step: int = 3  # n-step TD returns (EasyRL4Rec's n-step 3)
     explore_noise: float = 0.1  # std of the Gaussian noise added to deterministic actors' actions
     remap_eps: float = 0.001  # probability of a random item (EasyRL4Rec's Coat runs), training and evaluation
     action_emb: str = "deepfm"  # item embeddings of the action space, from the logs (item_actions.EMBEDDING_SOURCES)
     action_dim: int = 16  # size of the train_svd embeddings (deepfm: the user model's embed_dim)
-    batch_size: int = 256
+    batch_size: int = 64  # EasyRL4Rec
     normalize_reward: bool = True  # TD rewards divided by the training env's reward span
     order: str = "time"  # offline mode: logged-trajectory order, one of logged.ORDERS
     episode_len: int = 0  # offline mode: 0 = the env's max_turn
@@ -82,7 +84,7 @@ def check_harness_config(name: str, cfg: ContinuousConfig) -> None:
     check_choice(name, "reward_preset", cfg.reward_preset, REWARD_PRESETS)
     check_choice(name, "action_emb", cfg.action_emb, EMBEDDING_SOURCES)
     check_choice(name, "order", cfg.order, ORDERS)
-    for fname in ("num_envs", "buffer_size", "step_per_collect", "batch_size", "action_dim"):
+    for fname in ("num_envs", "buffer_size", "step_per_collect", "batch_size", "action_dim", "n_step"):
         if int(getattr(cfg, fname)) < 1:
             raise ValueError(f"{name}: {fname} must be >= 1, got {getattr(cfg, fname)}")
     if not cfg.update_per_step > 0:
@@ -147,34 +149,68 @@ class RewardScaler:
         return {**obs, "rewards": r}
 
 
+def n_step_returns(idx: torch.Tensor, rew: torch.Tensor, done: torch.Tensor, n: int, gamma: float,
+                   next_row: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """n-step returns from rows ``idx``: (``R = sum_j gamma^j r_j``, the row of the last summed step, ``gamma^m``
+    with m the number of summed rewards). A trajectory stops at a done step and where ``next_row(idx, j) ->
+    (row, exists)`` has no j-th successor yet; the TD target is ``R + gamma^m * (1 - done[last]) * Q(s_last')``.
+    """
+    ret = rew[idx].clone()
+    disc = torch.full_like(ret, float(gamma))
+    last = idx.clone()
+    alive = ~done[idx]
+    for j in range(1, int(n)):
+        row, exists = next_row(idx, j)
+        ok = alive & exists
+        ret = torch.where(ok, ret + disc * rew[row], ret)
+        disc = torch.where(ok, disc * gamma, disc)
+        last = torch.where(ok, row, last)
+        alive = ok & ~done[row]
+    return ret, last, disc
+
+
 class ReplayBuffer:
-    """A ring buffer of transitions (obs dict, continuous action, reward, next obs dict, done) on one device."""
+    """A ring buffer of transitions (obs dict, continuous action, reward, next obs dict, done) on one device.
+
+    Every `add` appends one step of the B parallel envs (B rows; the capacity is rounded up to a multiple of B),
+    so row ``p``'s next step in the same env is row ``p + B`` when that row was written by the next `add`:
+    `sample` uses it for n-step returns.
+    """
 
     def __init__(self, capacity: int, device: torch.device) -> None:
         self.capacity = int(capacity)
         self.device = device
         self.size = 0
         self.pos = 0
+        self.stride = 0
+        self.ticks = 0
         self._data: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return self.size
 
     def _alloc(self, obs: dict[str, torch.Tensor], act: torch.Tensor) -> dict[str, Any]:
+        self.stride = int(act.shape[0])
+        self.capacity = -(-self.capacity // self.stride) * self.stride
+
         def like(x: torch.Tensor) -> torch.Tensor:
             return torch.zeros((self.capacity, *x.shape[1:]), dtype=x.dtype, device=self.device)
 
         return {"obs": {k: like(v) for k, v in obs.items()}, "next_obs": {k: like(v) for k, v in obs.items()},
                 "act": like(act), "rew": torch.zeros(self.capacity, device=self.device),
-                "done": torch.zeros(self.capacity, dtype=torch.bool, device=self.device)}
+                "done": torch.zeros(self.capacity, dtype=torch.bool, device=self.device),
+                "tick": torch.full((self.capacity,), -1, dtype=torch.int64, device=self.device)}
 
     def add(self, obs: dict[str, torch.Tensor], act: torch.Tensor, rew: torch.Tensor,
             next_obs: dict[str, torch.Tensor], done: torch.Tensor) -> None:
-        """Append a batch of B transitions (overwriting the oldest when full)."""
+        """Append one step of the B parallel envs (overwriting the oldest when full)."""
         if self._data is None:
             self._data = self._alloc(obs, act)
         b = int(act.shape[0])
-        idx = (self.pos + torch.arange(b, device=self.device)) % self.capacity
+        if b != self.stride:
+            raise ValueError(f"ReplayBuffer.add: got {b} transitions, this buffer holds steps of {self.stride} envs")
+        idx = self.pos + torch.arange(b, device=self.device)
         d = self._data
         for k in d["obs"]:
             d["obs"][k][idx] = obs[k].to(self.device)
@@ -182,18 +218,28 @@ class ReplayBuffer:
         d["act"][idx] = act.detach().to(self.device)
         d["rew"][idx] = rew.float().to(self.device)
         d["done"][idx] = done.to(self.device)
+        d["tick"][idx] = self.ticks
+        self.ticks += 1
         self.pos = (self.pos + b) % self.capacity
         self.size = min(self.size + b, self.capacity)
 
-    def sample(self, n: int, gen: torch.Generator) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor,
-                                                          dict[str, torch.Tensor], torch.Tensor]:
-        """``n`` transitions drawn uniformly with replacement."""
+    def sample(self, n: int, gen: torch.Generator, n_step: int = 1, gamma: float = 0.9
+               ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, dict[str, torch.Tensor],
+                          torch.Tensor, torch.Tensor]:
+        """``n`` transitions drawn uniformly with replacement, with ``n_step`` returns: (obs, action, return,
+        next obs of the last step, its done, discount ``gamma^m``)."""
         if self._data is None or self.size == 0:
             raise RuntimeError("ReplayBuffer.sample() on an empty buffer")
-        idx = torch.randint(self.size, (int(n),), generator=gen, device=self.device)
         d = self._data
-        return ({k: v[idx] for k, v in d["obs"].items()}, d["act"][idx], d["rew"][idx],
-                {k: v[idx] for k, v in d["next_obs"].items()}, d["done"][idx])
+        idx = torch.randint(self.size, (int(n),), generator=gen, device=self.device)
+
+        def next_row(rows: torch.Tensor, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+            nxt = (rows + j * self.stride) % self.capacity
+            return nxt, d["tick"][nxt] == d["tick"][rows] + j
+
+        ret, last, disc = n_step_returns(idx, d["rew"], d["done"], n_step, gamma, next_row)
+        return ({k: v[idx] for k, v in d["obs"].items()}, d["act"][idx], ret,
+                {k: v[last] for k, v in d["next_obs"].items()}, d["done"][last], disc)
 
 
 class _Evaluator:
@@ -291,7 +337,7 @@ def _learn_interactive(agent: Any, env: Any, budget: int, logger: Any, eval_env:
             if len(buf) >= max(cfg.learning_starts, 1):
                 agent.update_credit += per_collect * cfg.update_per_step
                 while agent.update_credit >= 1.0:
-                    logs = agent.update(*buf.sample(cfg.batch_size, agent.gen))
+                    logs = agent.update(*buf.sample(cfg.batch_size, agent.gen, cfg.n_step, agent.cfg.gamma))
                     agent.update_credit -= 1.0
             if finished and (c % 10 == 0 or c == n_collects - 1):
                 rets = torch.cat([f[0] for f in finished])
@@ -326,10 +372,18 @@ def _learn_offline(agent: Any, env: Any, budget: int, logger: Any, eval_env: Any
     next_eval = start + cfg.eval_every if cfg.eval_every > 0 else None
     bar = progress(n_updates, agent.name, cfg.progress)
     n = len(data)
+    rewards = data.reward * rew_scale
+
+    def next_row(rows: torch.Tensor, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+        nxt = rows + j  # a logged episode's steps are consecutive rows; n_step_returns stops at its done
+        return nxt.clamp_max(n - 1), nxt < n
+
     for k in range(n_updates):
         idx = torch.randint(n, (min(cfg.batch_size, n),), generator=agent.gen, device=agent.device)
-        obs, item, rew, nobs, done = data.batch(idx)
-        logs = agent.update(scaler(obs), agent.item_emb[item], rew * rew_scale, scaler(nobs), done)
+        ret, last, disc = n_step_returns(idx, rewards, data.done, cfg.n_step, cfg.gamma, next_row)
+        obs = {k: v[idx] for k, v in data.obs.items()}
+        nobs = {k: v[last] for k, v in data.next_obs.items()}
+        logs = agent.update(scaler(obs), agent.item_emb[data.action[idx]], ret, scaler(nobs), data.done[last], disc)
         agent.env_steps = start + round((k + 1) * per_update)
         bar.update(1)
         if k % 50 == 0 or k == n_updates - 1:

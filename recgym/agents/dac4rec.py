@@ -15,8 +15,8 @@ best).
 
 **Backbones** (``algo``) and actors (``actor``):
 
-- ``dac`` (DAC4Rec): TD target ``r + gamma * min(Q1', Q2')(s', a')`` with ``a'`` sampled from the *target*
-  diffusion actor (eq. 20); policy loss ``L_d + lam * L_q`` every step. ``q_mode="direct"``: ``L_q = -Q(s,
+- ``dac`` (DAC4Rec): TD target ``r + gamma * min(Q1', Q2')(s', a')`` (as an n-step return, `recgym.agents.
+  continuous`) with ``a'`` sampled from the *target* diffusion actor (eq. 20); policy loss ``L_d + lam * L_q`` every step. ``q_mode="direct"``: ``L_q = -Q(s,
   a0_hat) / mean|Q|`` (the Diffusion-QL / TD3+BC normalisation) with ``a0_hat`` the *action approximation*
   (eq. 14) of the batch action, bounded (`DiffusionActor.approx_action`: noised at a step among the first
   ``approx_frac`` of the chain, clipped to [-1, 1]) when ``action_approx``, else a full reverse-chain sample
@@ -115,16 +115,17 @@ class DAC4RecConfig(ContinuousConfig):
     energy_every: int = 4  # one energy-model step every k actor-critic updates
     energy_batch: int = 64  # states per energy step (each with energy_m candidates)
     eval_samples: int = 16  # diffusion actors: sampled actions per state at evaluation, the best Q kept
-    lr: float = 3e-4
+    lr: float = 1e-3  # EasyRL4Rec: critic 1e-3
     gamma: float = 0.9
     tau: float = 0.005  # Polyak rate of the target networks
-    hidden: tuple[int, ...] = (128, 128)
+    hidden: tuple[int, ...] = (64, 64)  # EasyRL4Rec
     actor_every: int = 1  # actor update every k critic updates (TD3: 2)
     policy_noise: float = 0.2  # td3 target smoothing
     noise_clip: float = 0.5
     init_alpha: float = 0.2  # sac temperature (learned)
     grad_clip: float = 10.0
     # GRU over the history, with the user's logged profile (recgym.agents.trackers); one per actor and critic
+    critic_window: int = 10  # Q sees the action's similarity to the last k items (0 = off; see TwinCritic)
     tracker_from_actions: bool = True  # trackers' item embeddings start as the action embeddings (emb_dim = k)
     tracker: TrackerConfig = field(default_factory=lambda: TrackerConfig(kind="gru", profile=True))
 
@@ -160,16 +161,42 @@ class DeterministicActor(nn.Module):
 
 
 class TwinCritic(nn.Module):
-    """Tracker + Q1, Q2 on [s, a]."""
+    """Tracker + Q1, Q2 on [s, a].
 
-    def __init__(self, tracker: nn.Module, action_dim: int, hidden: tuple[int, ...]) -> None:
+    With ``item_emb`` (the action space's embeddings, [n_items, k]) and ``window`` > 0 the state also carries the
+    embeddings of the last ``window`` items, and each Q head sees the action's dot products with them: how close
+    the action's item is to the ones just recommended, which is what the quit rule punishes.
+    """
+
+    def __init__(self, tracker: nn.Module, action_dim: int, hidden: tuple[int, ...],
+                 item_emb: torch.Tensor | None = None, window: int = 0) -> None:
         super().__init__()
         self.tracker = tracker
-        self.q1 = mish_mlp(tracker.out_dim + action_dim, hidden, 1)
-        self.q2 = mish_mlp(tracker.out_dim + action_dim, hidden, 1)
+        self.window = int(window) if item_emb is not None else 0
+        if self.window:
+            pad = torch.zeros(1, item_emb.shape[1], dtype=item_emb.dtype, device=item_emb.device)
+            self.register_buffer("hist_emb", torch.cat([item_emb, pad]))  # row n_items: padding (no item)
+        self.k = int(action_dim)
+        self.state_dim = tracker.out_dim + self.window * self.k
+        inp = tracker.out_dim + action_dim + self.window
+        self.q1 = mish_mlp(inp, hidden, 1)
+        self.q2 = mish_mlp(inp, hidden, 1)
+
+    def state(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        s = self.tracker(obs)
+        if not self.window:
+            return s
+        items = obs["items"][:, -self.window:].long()
+        items = torch.where(items >= 0, items, torch.full_like(items, self.hist_emb.shape[0] - 1))
+        return torch.cat([s, self.hist_emb[items].flatten(1)], -1)
 
     def q(self, s: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.cat([s, a], -1)
+        if self.window:
+            s, hist = s[:, : -self.window * self.k], s[:, -self.window * self.k:].view(-1, self.window, self.k)
+            sims = (hist @ a.clamp(-1.0, 1.0).unsqueeze(-1)).squeeze(-1)
+            x = torch.cat([s, sims, a], -1)
+        else:
+            x = torch.cat([s, a], -1)
         return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
 
     def q_min(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -243,8 +270,9 @@ class DAC4RecAgent:
             else:
                 pi = DeterministicActor(sd, k, hidden)
             self.actor = nn.ModuleDict({"tracker": a_tr, "pi": pi}).to(dev)
-            self.critic = TwinCritic(tracker(), k, hidden).to(dev)
-            self.energy = (EnergyModel(self.critic.tracker.out_dim, k, hidden).to(dev) if cfg.guidance_scale > 0
+            window = min(max(int(cfg.critic_window), 0), spec.history_len)
+            self.critic = TwinCritic(tracker(), k, hidden, self.item_emb, window).to(dev)
+            self.energy = (EnergyModel(self.critic.state_dim, k, hidden).to(dev) if cfg.guidance_scale > 0
                            else None)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
@@ -281,7 +309,7 @@ class DAC4RecAgent:
         scale = self.cfg.guidance_scale if scale is None else float(scale)
         if scale <= 0 or self.energy is None or self.energy_grad_steps == 0:
             return None, 0.0
-        s_critic = self.critic.tracker(obs)
+        s_critic = self.critic.state(obs)
         energy = self.energy
 
         def guide(a: torch.Tensor, i: torch.Tensor, _s: torch.Tensor) -> torch.Tensor:
@@ -303,7 +331,7 @@ class DAC4RecAgent:
             if n == 1:
                 return cand
             b = s.shape[0]
-            q = self.critic.q_min(self.critic.tracker(obs).repeat_interleave(n, 0), cand).view(b, n)
+            q = self.critic.q_min(self.critic.state(obs).repeat_interleave(n, 0), cand).view(b, n)
             return cand.view(b, n, -1)[torch.arange(b, device=s.device), q.argmax(1)]
         if isinstance(pi, GaussianActor):
             return pi(s, gen, deterministic=not explore)[0]
@@ -346,19 +374,19 @@ class DAC4RecAgent:
             a = (a + noise.clamp(-cfg.noise_clip, cfg.noise_clip)).clamp(-1.0, 1.0)
         return a, zero
 
-    def _critic_step(self, obs, act, rew, nobs, done) -> dict[str, torch.Tensor]:
+    def _critic_step(self, obs, act, rew, nobs, done, discount) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         with torch.no_grad():
             a_next, logp_next = self._next_action(nobs)
-            s_next = self.critic_target.tracker(nobs)
+            s_next = self.critic_target.state(nobs)
             if cfg.algo == "ddpg":
                 q_next = self.critic_target.q(s_next, a_next)[0]
             else:
                 q_next = self.critic_target.q_min(s_next, a_next)
             if cfg.algo == "sac" and cfg.actor == "gaussian":
                 q_next = q_next - self.log_alpha.exp() * logp_next
-            y = rew + cfg.gamma * (~done).float() * q_next
-        q1, q2 = self.critic.q(self.critic.tracker(obs), act)
+            y = rew + discount * (~done).float() * q_next
+        q1, q2 = self.critic.q(self.critic.state(obs), act)
         loss = F.mse_loss(q1, y) + (0.0 if cfg.algo == "ddpg" else F.mse_loss(q2, y))
         self.critic_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -389,7 +417,7 @@ class DAC4RecAgent:
     def _actor_step(self, obs, act) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         with torch.no_grad():
-            s_c = self.critic.tracker(obs)
+            s_c = self.critic.state(obs)
         s = self.actor["tracker"](obs)
         pi = self.actor["pi"]
         logs: dict[str, torch.Tensor] = {}
@@ -427,7 +455,7 @@ class DAC4RecAgent:
         m = cfg.energy_m
         obs = {key: v[: cfg.energy_batch] for key, v in obs.items()}
         with torch.no_grad():
-            s_c = self.critic.tracker(obs)
+            s_c = self.critic.state(obs)
             b = s_c.shape[0]
             cand = pi.sample(self.actor["tracker"](obs).repeat_interleave(m, 0), self.gen).view(b, m, -1)
             q = self.critic.q_min(s_c.repeat_interleave(m, 0), cand.reshape(b * m, -1)).view(b, m)
@@ -439,9 +467,12 @@ class DAC4RecAgent:
         self.energy_grad_steps += 1
         return {"loss/energy": loss.detach()}
 
-    def update(self, obs, act, rew, nobs, done) -> dict[str, torch.Tensor]:
-        """One actor-critic update on a minibatch (normalised observations, actions in [-1, 1], scaled rewards)."""
-        logs = self._critic_step(obs, act, rew, nobs, done)
+    def update(self, obs, act, rew, nobs, done, discount: torch.Tensor | float | None = None
+               ) -> dict[str, torch.Tensor]:
+        """One actor-critic update on a minibatch (normalised observations, actions in [-1, 1], scaled rewards;
+        ``rew`` may be an n-step return whose bootstrap is discounted by ``discount``, default ``gamma``)."""
+        discount = self.cfg.gamma if discount is None else discount
+        logs = self._critic_step(obs, act, rew, nobs, done, discount)
         self.grad_steps += 1
         if self.grad_steps % self.cfg.actor_every == 0:
             logs.update(self._actor_step(obs, act))

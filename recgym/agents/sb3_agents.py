@@ -235,9 +235,8 @@ def _denoise_agent(name: str, env: Any, cfg: SB3Config) -> Any:
     """``sb3_sac`` / ``sb3_td3`` on a DiffusionDenoise env: the shared fields handed to `recgym.agents.denoise.sb3`."""
     import dataclasses
 
-    from recgym.agents.denoise.sb3 import make_denoise_sb3
-
     from recgym.agents.base import agent_spec
+    from recgym.agents.denoise.sb3 import make_denoise_sb3
 
     defaults = agent_spec(name).default_config()
     changed = [f for f in _REC_ONLY if getattr(cfg, f) != getattr(defaults, f)]

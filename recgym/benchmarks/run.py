@@ -366,8 +366,13 @@ def execute_run(spec: RunSpec, root: Path | str = RUNS_DIR, *,
             keys = sorted({k for c in curve for k in c if k != "step"})
             curve_mean = {k: sum(float(c[k]) for c in curve if k in c) / sum(1 for c in curve if k in c)
                           for k in keys}
+            # EasyRL4Rec's aggregation: the mean over the last 25% of the evaluations (at least one)
+            tail = curve[len(curve) - max(1, len(curve) // 4):]
+            last25 = {k: sum(float(c[k]) for c in tail if k in c) / sum(1 for c in tail if k in c)
+                      for k in keys if any(k in c for c in tail)}
             wall = time.time() - t0
-            result = {"final": final, "curve_mean": curve_mean, "n_evals": len(curve), "curve": curve,
+            result = {"final": final, "curve_mean": curve_mean, "last25_mean": last25, "n_evals": len(curve),
+                      "curve": curve,
                       "train_budget": spec.train_budget, "budget_unit": unit, "wall_s": wall,
                       "protocol": spec.protocol}
             logger.close()

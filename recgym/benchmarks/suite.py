@@ -22,7 +22,8 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 SUITE_RECORD = "suite.json"  # written into runs/<suite>/ so `recgym report` knows the suite's layout
 
 LAYOUTS = ("default", "agents")
-AGGREGATIONS = {"curve": "curve_mean", "final": "final"}
+# curve: mean over a run's evaluations; final: the last one; last25: mean over the last 25% (EasyRL4Rec's tables)
+AGGREGATIONS = {"curve": "curve_mean", "final": "final", "last25": "last25_mean"}
 # Report columns that are not metrics: mean wall seconds per run, finished seeds, the budget and its unit.
 PLAIN_COLUMNS = ("wall_s", "seeds", "budget")
 
@@ -74,20 +75,20 @@ class Column:
     text: str
     kind: str  # "metric", "ratio" or one of PLAIN_COLUMNS
     metric: str | None = None
-    aggregation: str | None = None  # "curve_mean" / "final"
+    aggregation: str | None = None  # "curve_mean" / "final" / "last25_mean"
     ref_label: str | None = None  # ratio: the agent row whose mean is the denominator
     ref_metric: str | None = None
 
 
 def parse_column(text: str) -> Column:
-    """``METRIC:curve|final``, ``METRIC:AGG/AGENT:METRIC`` (ours over another row's final mean), or a plain
+    """``METRIC:curve|final|last25``, ``METRIC:AGG/AGENT:METRIC`` (ours over another row's final mean), or a plain
     column (``wall_s``, ``seeds``, ``budget``); ValueError with the grammar otherwise."""
     if text in PLAIN_COLUMNS:
         return Column(text, text)
     num, _, den = text.partition("/")
     metric, _, agg = num.partition(":")
     if not metric or agg not in AGGREGATIONS:
-        raise ValueError(f"report column {text!r}: expected METRIC:curve, METRIC:final, "
+        raise ValueError(f"report column {text!r}: expected METRIC:curve, METRIC:final, METRIC:last25, "
                          f"METRIC:AGG/AGENT:METRIC or one of {list(PLAIN_COLUMNS)}")
     if not den:
         return Column(text, "metric", metric, AGGREGATIONS[agg])

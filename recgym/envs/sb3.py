@@ -33,7 +33,12 @@ from gymnasium.vector.utils import batch_space
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from recgym.envs.core import BatchedEnv, as_action_tensor
-from recgym.envs.item_actions import log_item_embeddings, map_actions_to_items, normalise_rows, svd_item_embeddings
+from recgym.envs.item_actions import (
+    log_item_embeddings,
+    map_actions_to_items,
+    normalise_rows,
+    svd_item_embeddings,
+)
 from recgym.envs.rec import RecEnv
 
 __all__ = ["ContinuousItemActionWrapper", "RecObsFeaturizer", "SB3VecEnv", "svd_item_embeddings", "to_sb3"]

@@ -126,19 +126,48 @@ def test_energy_guidance_moves_samples_to_higher_q():
         cep_loss(energy, actor.sched, torch.zeros(4, 1), torch.zeros(4, 5, 2), torch.zeros(4, 6))
 
 
-def test_replay_buffer_is_a_ring():
-    buf = ReplayBuffer(5, torch.device("cpu"))
-    for start in (0, 3):  # 3 + 3 transitions into 5 slots: the first one is overwritten
-        idx = torch.arange(start, start + 3)
-        obs = {"step": idx, "items": idx[:, None].repeat(1, 2)}
-        buf.add(obs, idx[:, None].float(), idx.float(), obs, idx == 4)
-    assert len(buf) == 5 and buf.pos == 1
-    assert buf._data["rew"].tolist() == [5.0, 1.0, 2.0, 3.0, 4.0]
-    o, a, r, no, d = buf.sample(200, torch.Generator().manual_seed(0))
-    assert set(r.tolist()) == {1.0, 2.0, 3.0, 4.0, 5.0}
-    assert torch.equal(a[:, 0], r) and torch.equal(o["items"][:, 1].float(), r) and torch.equal(d, r == 4)
+def test_replay_buffer_ring_and_n_step_returns():
+    buf = ReplayBuffer(5, torch.device("cpu"))  # 2 envs: capacity rounded up to 6 rows (3 steps)
+    for k in range(4):  # step k, env i: reward 10k + i; env 1 ends its episode at step 1
+        r = torch.tensor([10.0 * k, 10.0 * k + 1])
+        obs = {"step": torch.tensor([k, k]), "items": r[:, None].long().repeat(1, 2)}
+        buf.add(obs, r[:, None], r, {**obs, "step": obs["step"] + 1}, torch.tensor([False, k == 1]))
+    assert (buf.capacity, len(buf), buf.pos) == (6, 6, 2)  # step 3 overwrote step 0
+    o, a, ret, no, d, disc = buf.sample(300, torch.Generator().manual_seed(0), n_step=3, gamma=0.5)
+    got = {float(x): (float(r), int(s), bool(e), float(g)) for x, r, s, e, g in zip(a[:, 0], ret, no["step"], d, disc,
+                                                                                  strict=True)}
+    assert got == {
+        10.0: (10 + 0.5 * 20 + 0.25 * 30, 4, False, 0.125),  # three steps: 10, 20, 30
+        11.0: (11.0, 2, True, 0.5),  # done at once: no successor, no bootstrap
+        20.0: (20 + 0.5 * 30, 4, False, 0.25),  # step 3 is the newest: two steps only
+        21.0: (21 + 0.5 * 31, 4, False, 0.25),
+        30.0: (30.0, 4, False, 0.5), 31.0: (31.0, 4, False, 0.5),
+    }
+    assert torch.equal(o["items"][:, 0].float(), a[:, 0])
+    with pytest.raises(ValueError, match="holds steps of 2 envs"):
+        buf.add(obs, torch.zeros(3, 1), torch.zeros(3), obs, torch.zeros(3, dtype=torch.bool))
     with pytest.raises(RuntimeError, match="empty"):
         ReplayBuffer(3, torch.device("cpu")).sample(1, torch.Generator())
+
+
+def test_critic_sees_the_actions_similarity_to_the_recent_items():
+    from recgym.agents.dac4rec import TwinCritic
+    from recgym.agents.trackers import TrackerConfig, make_tracker
+
+    emb = torch.eye(3)  # 3 items, k = 3
+    tracker = make_tracker(TrackerConfig(kind="avg", emb_dim=4), 2, 3, 4, (0.0, 1.0), 30)
+    critic = TwinCritic(tracker, 3, (8,), emb, window=2)
+    critic.q1 = torch.nn.Identity()  # Q1 now returns its input
+    obs = {"user": torch.tensor([0, 1]), "step": torch.tensor([3, 1]),
+           "items": torch.tensor([[0, 1, 2, 1], [-1, -1, -1, 2]]), "rewards": torch.zeros(2, 4)}
+    s = critic.state(obs)
+    assert s.shape == (2, tracker.out_dim + 2 * 3) and critic.state_dim == s.shape[1]
+    assert torch.equal(s[:, -6:], torch.tensor([[0.0, 0, 1, 0, 1, 0], [0, 0, 0, 0, 0, 1]]))  # padding -> 0
+    a = torch.tensor([[0.0, 5.0, -0.5], [0.2, 0.3, 0.9]])
+    x = critic.q(s, a)[0]
+    # [tracker state, <clip(a), e_j> for the last 2 items (oldest first), a]
+    assert torch.equal(x[:, tracker.out_dim:tracker.out_dim + 2], torch.tensor([[-0.5, 1.0], [0.0, 0.9]]))
+    assert torch.equal(x[:, -3:], a)
 
 
 def test_every_variant_trains_interactively_and_evaluates(env, train):

@@ -53,6 +53,7 @@ def test_agent_history_gives_curve_average(tmp_path: Path) -> None:
     vals = [c["R_cumu"] for c in result["curve"]]
     assert result["curve_mean"]["R_cumu"] == pytest.approx(sum(vals) / 3)
     assert result["final"]["R_cumu"] == pytest.approx(vals[-1])
+    assert result["last25_mean"]["R_cumu"] == pytest.approx(vals[-1])  # last 25% of 3 evaluations: the last one
 
 
 def test_run_fields_go_to_the_declared_config_fields_and_the_suite_wins(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The ``agents`` report layout: one table, a row per agent entry, the suite's ``[report] columns`` per env.
 
-Columns (`recgym.benchmarks.suite.parse_column`): ``METRIC:curve`` / ``METRIC:final`` (mean +- sample std over
-the finished seeds), ``METRIC:AGG/AGENT:METRIC`` (our mean as a percentage of another row's mean final value on
+Columns (`recgym.benchmarks.suite.parse_column`): ``METRIC:curve`` / ``METRIC:final`` / ``METRIC:last25`` (mean
++- sample std over the finished seeds), ``METRIC:AGG/AGENT:METRIC`` (our mean as a percentage of another row's mean final value on
 the same env, e.g. ``R_cumu:final/gt_oracle:optimal``), ``wall_s`` (mean seconds per run), ``seeds`` (finished
 seeds) and ``budget`` (train budget and its unit). Rows follow the suite's agent order, column groups its env
 order (or ``[report] envs``); ``long = true`` gives a row per (env, agent) instead of column groups.
@@ -90,7 +90,8 @@ def build_agents_table(records: list[RunRecord], config: ReportConfig, suite: di
 def agents_markdown(table: AgentsTable) -> str:
     out = io.StringIO()
     out.write(f"# Report: {table.title}\n\nMean ± std over seeds (sample std). *curve* = mean over the "
-              "evaluations made during training, *final* = the last evaluation.\n\n")
+              "evaluations made during training, *final* = the last evaluation, *last25* = the mean over the last "
+              "25% of the evaluations (EasyRL4Rec's aggregation).\n\n")
     out.write("| " + " | ".join(table.header) + " |\n|" + "---|" * len(table.header) + "\n")
     for row in table.rows:
         out.write("| " + " | ".join(row) + " |\n")

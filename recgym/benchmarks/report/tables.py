@@ -172,7 +172,7 @@ def build_tables(records: list[RunRecord], published: list[dict[str, Any]] | Non
             row: dict[str, Any] = {"agent": agent, "n": len(runs), "seeds": sorted(r.seed for r in runs),
                                    "protocol": spec.get("protocol") or "-", "budget": runs[0].budget}
             for m in metrics:
-                for agg in ("curve_mean", "final"):
+                for agg in ("curve_mean", "final", "last25_mean"):
                     vals = [float(r.result[agg][m]) for r in runs if m in r.result.get(agg, {})]
                     row[(m, agg)] = mean_std(vals)
             pub = _published_for(published, spec)
@@ -197,12 +197,16 @@ def _published_for(published: list[dict[str, Any]], spec: dict[str, Any]) -> dic
 
 
 def _columns(table: EnvTable) -> list[tuple[str, str, str]]:
-    """(header, metric, kind) with kind in curve_mean / final / published / diff."""
+    """(header, metric, kind) with kind in curve_mean / final / last25_mean / published / diff."""
     cols = []
     has_pub = any("published" in r for r in table.rows)
+    # EasyRL4Rec's aggregation (mean over the last 25% of the evaluations) when a published row uses it
+    last25 = any((r.get("published") or {}).get("aggregation") == "last25_mean" for r in table.rows)
     for m in table.metrics:
         cols.append((f"{m} (curve)", m, "curve_mean"))
         cols.append((f"{m} (final)", m, "final"))
+        if last25:
+            cols.append((f"{m} (last25)", m, "last25_mean"))
         if has_pub and m in CURVE_METRICS:
             cols.append((f"{m} published", m, "published"))
             cols.append((f"{m} diff", m, "diff"))
@@ -210,7 +214,7 @@ def _columns(table: EnvTable) -> list[tuple[str, str, str]]:
 
 
 def _cell(row: dict[str, Any], metric: str, kind: str) -> str:
-    if kind in ("curve_mean", "final"):
+    if kind in ("curve_mean", "final", "last25_mean"):
         stat = row.get((metric, kind))
         return "-" if stat is None else fmt(*stat)
     pub = row.get("published")
@@ -219,7 +223,7 @@ def _cell(row: dict[str, Any], metric: str, kind: str) -> str:
     if kind == "published":
         return fmt(pub[metric])
     agg = pub.get("aggregation", "curve_mean")
-    ours = row.get((metric, "final" if agg == "final" else "curve_mean"))
+    ours = row.get((metric, agg if agg in ("final", "last25_mean") else "curve_mean"))
     if ours is None or math.isnan(ours[0]):
         return "-"
     return f"{ours[0] - pub[metric]:+.3f}"
@@ -228,8 +232,8 @@ def _cell(row: dict[str, Any], metric: str, kind: str) -> str:
 def to_markdown(tables: list[EnvTable], suite_name: str) -> str:
     out = io.StringIO()
     out.write(f"# Report: {suite_name}\n\nMean ± std over seeds (sample std). *curve* = mean over the "
-              "evaluations made during training, *final* = the last evaluation. *diff* = ours (curve) - "
-              "published.\n")
+              "evaluations made during training, *final* = the last evaluation, *last25* = the mean over the "
+              "last 25% of the evaluations. *diff* = ours - published, on the publication's aggregation.\n")
     for t in tables:
         out.write(f"\n## {t.env} (`{t.env_id}`, protocol `{t.protocol}`)\n\n")
         cols = _columns(t)
@@ -255,8 +259,10 @@ def to_csv(tables: list[EnvTable]) -> str:
         for r in t.rows:
             pub = r.get("published") or {}
             for m in t.metrics:
-                for agg in ("curve_mean", "final"):
+                for agg in ("curve_mean", "final", "last25_mean"):
                     mean, std = r.get((m, agg), (math.nan, math.nan))
+                    if agg == "last25_mean" and math.isnan(mean):
+                        continue  # runs written before the aggregation existed
                     p = pub.get(m) if pub and pub.get("aggregation", "curve_mean") == agg else None
                     diff = (mean - p) if p is not None and not math.isnan(mean) else None
                     w.writerow([t.env, t.env_id, r["protocol"], r["agent"], r["n"], m, agg, f"{mean:.6g}",
