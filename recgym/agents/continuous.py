@@ -295,6 +295,7 @@ def _learn_interactive(agent: Any, env: Any, budget: int, logger: Any, eval_env:
     if agent.buffer is None:
         agent.buffer = ReplayBuffer(cfg.buffer_size, agent.device)
     buf = agent.buffer
+    buf.ticks += 1  # the env is reset below: no n-step return may run on from the previous call's last steps
     inner = base_env(train_env)
     old_mode = inner.autoreset_mode
     inner.autoreset_mode = AutoresetMode.SAME_STEP
