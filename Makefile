@@ -7,13 +7,16 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# Extras installed with recgym: dev (pytest, ruff) and ray (the Ray backend, so its tests run; CPU wheel, about
+# 360 MB installed, a minute or two to install). `make install EXTRAS=dev` skips Ray.
+EXTRAS ?= dev,ray
 
 .PHONY: install test test-all bench lint clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_INDEX) "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev]" "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]" "$(TORCH_SPEC)"
 	touch $@
 
 install: $(VENV)/.installed

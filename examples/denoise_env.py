@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="Synthetic", help="env-id tag: Synthetic, ML1M, ML1MNoisy, Coat, Yahoo")
     p.add_argument("--num-envs", type=int, default=32, help="users per batch")
-    p.add_argument("--reward", default="racs", help="racs, ra or ndcg")
+    p.add_argument("--reward", default="racs", help="racs, ra, racs_norm, ra_norm or ndcg")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)

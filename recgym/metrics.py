@@ -17,7 +17,7 @@ Ranking (DiffRec's ``computeTopNAccuracy``, checked against its public code):
     coincide when every user has a ground-truth item. Ties in ``scores`` are broken arbitrarily (numpy:
     lower item id first; torch: ``torch.topk`` order).
 
-Episodes (DORL / ROLeR / EasyRL4Rec, REFERENCE.md §1): batched trajectories ``items [E, T]`` (int item ids,
+Episodes (the protocol of DORL, arXiv:2307.04571; ROLeR, arXiv:2407.13163; EasyRL4Rec, arXiv:2402.15164): batched trajectories ``items [E, T]`` (int item ids,
 padded with -1), ``rewards [E, T]`` and ``lengths [E]`` (steps actually taken; steps ``>= length`` are
 ignored; when ``lengths`` is omitted it is the count of non-padding items).
     R_cumu = mean over episodes of the summed reward; Length = total steps / episodes;
@@ -50,9 +50,11 @@ __all__ = [
     "mcd",
     "mrr",
     "ndcg_at_k",
+    "paired_difference",
     "precision_at_k",
     "r_avg",
     "r_cumu",
+    "ranking_per_user",
     "ranking_report",
     "recall_at_k",
     "topk_from_scores",
@@ -285,6 +287,64 @@ def ranking_report(
         for name, values in per.items():
             out[f"{name}@{k}"] = float(_average(values, n_gt, average, as_t))
     return out
+
+
+def ranking_per_user(
+    scores: Array,
+    gt_mask: Array,
+    exclude_mask: Array | None = None,
+    ks: Sequence[int] = (10, 20),
+) -> dict[str, Any]:
+    """Per-user ``Recall@K`` and ``NDCG@K`` (float64 [U] each, numpy or torch like the input) and ``n_gt``.
+
+    The values `ranking_report` averages, before averaging (a user without ground truth gets 0), so two
+    models can be compared user by user (`paired_difference`).
+    """
+    if not ks:
+        raise ValueError("ks must name at least one cut-off")
+    kmax = max(int(k) for k in ks)
+    as_t, hits_all, n_gt, _ = _ranking_parts(scores, gt_mask, kmax, exclude_mask)
+    out: dict[str, Any] = {"n_gt": n_gt}
+    for k in sorted({int(k) for k in ks}):
+        if k < 1:
+            raise ValueError(f"every k must be >= 1, got {k}")
+        hits = hits_all[:, :k]
+        out[f"Recall@{k}"] = _recall(hits, n_gt, as_t)
+        out[f"NDCG@{k}"] = _ndcg(hits, n_gt, k, as_t)
+    return out
+
+
+def paired_difference(a: Array, b: Array, level: float = 0.95) -> dict[str, float]:
+    """Mean of the paired differences ``a - b`` (one pair per user) with its Student-t confidence interval.
+
+    ``a`` and ``b``: the same metric for the same users under two models (e.g. a fine-tuned and the pre-trained
+    recommender), 1-D, equal length >= 2. Returns ``mean`` (= mean(a) - mean(b)), ``ci_low`` / ``ci_high`` (the
+    ``level`` two-sided interval ``mean +- t_{(1+level)/2, n-1} * sd / sqrt(n)``), ``sd`` (sample std of the
+    differences), ``n``, ``relative`` (``mean / mean(b)``, NaN when mean(b) is 0) and ``n_better`` /
+    ``n_worse`` (users with a positive / negative difference). Pairing removes the between-user variance that
+    dominates the two means' own intervals.
+    """
+    from scipy import stats
+
+    x = _to_numpy(a).astype(np.float64).reshape(-1)
+    y = _to_numpy(b).astype(np.float64).reshape(-1)
+    if x.shape != y.shape:
+        raise ValueError(f"paired_difference: a has {x.size} values, b has {y.size}; pairs need equal lengths")
+    if x.size < 2:
+        raise ValueError(f"paired_difference: need at least 2 pairs, got {x.size}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"paired_difference: level={level}; expected in (0, 1)")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("paired_difference: a and b must be finite")
+    d = x - y
+    n = d.size
+    mean = float(d.mean())
+    sd = float(d.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + level / 2.0, n - 1)) * sd / float(np.sqrt(n))
+    base = float(y.mean())
+    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "sd": sd, "n": float(n),
+            "relative": mean / base if base != 0 else float("nan"),
+            "n_better": float((d > 0).sum()), "n_worse": float((d < 0).sum())}
 
 
 # ----------------------------------------------------------------------------------------------- episodes

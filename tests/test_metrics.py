@@ -267,3 +267,48 @@ def test_ranking_matches_naive_loop():
     for k in (5, 10):
         for name, value in _naive_topn(gt_lists, ranked, k).items():
             assert rep[f"{name}@{k}"] == pytest.approx(value, abs=1e-12), (name, k)
+
+
+def test_ranking_per_user_hand_values_and_mean_matches_report() -> None:
+    from recgym.metrics import ranking_per_user
+
+    scores = np.array([[0.9, 0.8, 0.1, 0.0], [0.1, 0.2, 0.3, 0.4], [0.5, 0.4, 0.3, 0.2]])
+    gt = np.array([[0, 1, 0, 1], [1, 0, 0, 0], [0, 0, 0, 0]], dtype=bool)
+    per = ranking_per_user(scores, gt, ks=(2,))
+    # user 0: top-2 = items 0, 1 -> one hit of two; hit at rank 2: (1/log2 3) / (1 + 1/log2 3)
+    assert per["Recall@2"].tolist() == [0.5, 0.0, 0.0]
+    assert per["NDCG@2"][0] == pytest.approx((1 / np.log2(3)) / (1 + 1 / np.log2(3)))
+    assert per["n_gt"].tolist() == [2.0, 1.0, 0.0]
+    rep = M.ranking_report(scores, gt, ks=(2,))
+    assert per["Recall@2"].mean() == pytest.approx(rep["Recall@2"])
+    assert per["NDCG@2"].mean() == pytest.approx(rep["NDCG@2"])
+
+
+def test_paired_difference_hand_values() -> None:
+    from scipy import stats
+
+    from recgym.metrics import paired_difference
+
+    a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.0, 2.0, 2.0, 2.0])
+    d = paired_difference(a, b)
+    # differences 1, 0, 1, 2: mean 1, sample sd sqrt(2/3); t(0.975, 3) = 3.182446
+    sd = np.sqrt(2 / 3)
+    half = 3.1824463 * sd / 2
+    assert d["mean"] == pytest.approx(1.0) and d["sd"] == pytest.approx(sd) and d["n"] == 4
+    assert d["ci_low"] == pytest.approx(1 - half, rel=1e-6) and d["ci_high"] == pytest.approx(1 + half, rel=1e-6)
+    assert d["relative"] == pytest.approx(1 / 1.5) and (d["n_better"], d["n_worse"]) == (3, 0)
+    # the interval is the one-sample t interval of the differences
+    lo, hi = stats.t.interval(0.9, 3, loc=1.0, scale=sd / 2)
+    d90 = paired_difference(a, b, level=0.9)
+    assert (d90["ci_low"], d90["ci_high"]) == pytest.approx((lo, hi))
+    # identical models: zero difference, zero-width interval
+    same = paired_difference(a, a)
+    assert (same["mean"], same["ci_low"], same["ci_high"]) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="equal lengths"):
+        paired_difference(a, b[:3])
+    with pytest.raises(ValueError, match="at least 2"):
+        paired_difference(a[:1], b[:1])
+    with pytest.raises(ValueError, match="level"):
+        paired_difference(a, b, level=95)
+    with pytest.raises(ValueError, match="finite"):
+        paired_difference(np.array([1.0, np.nan]), np.array([0.0, 0.0]))

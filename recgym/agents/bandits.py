@@ -164,10 +164,10 @@ class BanditAgent:
 
     def save(self, path: str) -> None:
         save_checkpoint(path, {"agent": self.name, "config": self.cfg, "scores": self.scores.cpu(),
-                               "counts": self.counts.cpu(), "gen": self.gen.get_state()})
+                               "counts": self.counts.cpu(), "gen": self.gen.get_state()}, env=self.spec)
 
     def load(self, path: str) -> None:
-        payload = load_checkpoint(path, self.name)
+        payload = load_checkpoint(path, self.name, env=self.spec)
         self.scores = payload["scores"].to(self.device)
         self.counts = payload["counts"].to(self.device)
         self.gen.set_state(payload["gen"])

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Literal, Protocol, Union, runtime_checkable
 
+from recgym.agents.eval_actions import parse_eval_actions
+
 
 @runtime_checkable
 class Logger(Protocol):
@@ -62,7 +64,10 @@ class AgentConfig:
     """Fields every agent config has; the runner sets them for each run.
 
     ``budget_unit`` (a class variable) says what the ``budget`` of ``learn`` counts: env steps, gradient
-    steps or iterations. The CLI help and the reports print it.
+    steps or iterations. The CLI help and the reports print it. ``eval_actions`` is how the agent acts when
+    `recgym.agents.common.evaluate_agent` evaluates it (``greedy``, ``sample``, ``epsilon[:eps]``; see
+    `recgym.agents.eval_actions`); the periodic evaluations of the rec-env agents (`EvalRecorder`) and the
+    runner's final one use it.
     """
 
     budget_unit: ClassVar[BudgetUnit] = "env_steps"
@@ -71,6 +76,10 @@ class AgentConfig:
     eval_every: int = 0  # budget units between evaluations (0 = only at the end)
     eval_episodes: int = 100
     progress: bool = True
+    eval_actions: str = "greedy"  # test-time actions: greedy, sample, epsilon or epsilon:<eps>
+
+    def __post_init__(self) -> None:
+        parse_eval_actions(self.eval_actions, f"{type(self).__name__}.eval_actions")
 
 
 AgentFactory = Callable[[Any, Any], Agent]

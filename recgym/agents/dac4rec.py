@@ -497,10 +497,10 @@ class DAC4RecAgent:
         if self.energy is not None:
             payload["energy"] = self.energy.state_dict()
             payload["energy_opt"] = self.energy_opt.state_dict()
-        save_checkpoint(path, payload)
+        save_checkpoint(path, payload, env=self.spec)
 
     def load(self, path: str | os.PathLike[str]) -> None:
-        payload = load_checkpoint(path, self.name)
+        payload = load_checkpoint(path, self.name, env=self.spec)
         saved = payload.get("config", {})
         saved_tracker = saved.get("tracker") or {}
         checks = [(n, getattr(self.cfg, n), saved.get(n)) for n in ("algo", "actor", "n_diffusion_steps", "hidden")]

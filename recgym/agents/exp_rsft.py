@@ -129,10 +129,10 @@ class ExpRSFT:
 
     def save(self, path: str) -> None:
         save_checkpoint(path, {"agent": self.name, "config": self.cfg, "net": self.net.state_dict(),
-                               "opt": self.opt.state_dict(), "grad_steps": self.grad_steps})
+                               "opt": self.opt.state_dict(), "grad_steps": self.grad_steps}, env=self.spec)
 
     def load(self, path: str) -> None:
-        payload = load_checkpoint(path, self.name)
+        payload = load_checkpoint(path, self.name, env=self.spec)
         self.net.load_state_dict(payload["net"])
         self.opt.load_state_dict(payload["opt"])
         self.grad_steps = int(payload["grad_steps"])

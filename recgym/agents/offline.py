@@ -187,10 +187,10 @@ class OfflineAgent:
     def save(self, path: str) -> None:
         save_checkpoint(path, {"agent": self.name, "config": self.cfg, "net": self.net.state_dict(),
                                "target": self.target.state_dict(), "opt": self.opt.state_dict(),
-                               "grad_steps": self.grad_steps})
+                               "grad_steps": self.grad_steps}, env=self.spec)
 
     def load(self, path: str) -> None:
-        payload = load_checkpoint(path, self.name)
+        payload = load_checkpoint(path, self.name, env=self.spec)
         self.net.load_state_dict(payload["net"])
         self.target.load_state_dict(payload["target"])
         self.opt.load_state_dict(payload["opt"])

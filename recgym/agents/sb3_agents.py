@@ -33,7 +33,6 @@ On a ``DiffusionDenoise-*`` env (guidance / residual actions), ``sb3_sac`` / ``s
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,11 +47,12 @@ from recgym.agents.common import (
     evaluation_env_for,
     log_scalars,
     masked_logits,
+    open_zip_checkpoint,
     rec_env_spec,
     require_dataset,
+    save_zip_checkpoint,
     to_device_obs,
 )
-from recgym.data.cache import atomic_write
 from recgym.envs.derive import env_family, matching_env
 from recgym.envs.interactive import REWARD_PRESETS
 from recgym.envs.item_actions import EMBEDDING_SOURCES, log_item_embeddings, map_actions_to_items
@@ -81,6 +81,7 @@ class SB3Config(AgentConfig):
     gradient_steps: int = 1  # sac / td3
     action_noise: float | None = None  # td3 Gaussian exploration std; None: none on rec envs, 0.1 on DiffusionDenoise
     guidance_dim: int | None = None  # DiffusionDenoise envs only: featurizer directions (None: the env's)
+    test_at_end: bool = False  # DiffusionDenoise envs only: test paired against the frozen chain after learn
     device: str | None = None  # SB3 model device (None: the env's)
     tensorboard_log: str | None = None
 
@@ -221,14 +222,14 @@ class SB3Agent:
 
     # -- persistence -----------------------------------------------------------------------------------
     def save(self, path: str) -> None:
-        atomic_write(path, self.model.save)
+        save_zip_checkpoint(path, self.model.save, self.name, env=self.spec)
 
     def load(self, path: str) -> None:
         from stable_baselines3 import PPO, SAC, TD3
 
         cls = {"sb3_ppo": PPO, "sb3_sac": SAC, "sb3_td3": TD3}[self.name]
         env = self.model.get_env()
-        self.model = cls.load(os.fspath(path), env=env, device=self.device)
+        self.model = cls.load(open_zip_checkpoint(path, self.name, env=self.spec), env=env, device=self.device)
 
 
 def _denoise_agent(name: str, env: Any, cfg: SB3Config) -> Any:
@@ -243,7 +244,8 @@ def _denoise_agent(name: str, env: Any, cfg: SB3Config) -> Any:
     if changed:
         raise ValueError(f"{name}: {changed} apply to rec envs only, not to a DiffusionDenoise env")
     shared = ("seed", "lr", "gamma", "net_arch", "batch_size", "buffer_size", "learning_starts", "train_freq",
-              "gradient_steps", "action_noise", "guidance_dim", "tensorboard_log", "progress", "device")
+              "gradient_steps", "action_noise", "guidance_dim", "tensorboard_log", "progress", "device",
+              "test_at_end")
     values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name in shared}
     return make_denoise_sb3(name, env, **{k: v for k, v in values.items() if v is not None})
 

@@ -91,10 +91,10 @@ class RankedListAgent:
         evaluate_only(self, env, logger, eval_env, self.cfg.n_evals)
 
     def save(self, path: str) -> None:
-        save_checkpoint(path, {"agent": self.name, "config": self.cfg, "priority": self.priority.cpu()})
+        save_checkpoint(path, {"agent": self.name, "config": self.cfg, "priority": self.priority.cpu()}, env=self.spec)
 
     def load(self, path: str) -> None:
-        self.priority = load_checkpoint(path, self.name)["priority"].to(self.device)
+        self.priority = load_checkpoint(path, self.name, env=self.spec)["priority"].to(self.device)
 
 
 class RandomAgent:
@@ -121,10 +121,10 @@ class RandomAgent:
         evaluate_only(self, env, logger, eval_env, self.cfg.n_evals)
 
     def save(self, path: str) -> None:
-        save_checkpoint(path, {"agent": self.name, "config": self.cfg, "gen": self.gen.get_state()})
+        save_checkpoint(path, {"agent": self.name, "config": self.cfg, "gen": self.gen.get_state()}, env=self.spec)
 
     def load(self, path: str) -> None:
-        self.gen.set_state(load_checkpoint(path, self.name)["gen"])
+        self.gen.set_state(load_checkpoint(path, self.name, env=self.spec)["gen"])
 
 
 register_agent("popularity", StaticConfig, lambda env, config: RankedListAgent(env, config, "popularity"))

@@ -24,14 +24,19 @@ with a dict of its fields (``tracker = { kind = "gru" }``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 TRACKERS = ("avg", "gru", "sasrec")
+# Largest n_users * 2 * n_items for which the logged profile is kept as a dense weight matrix (64 MB of float32)
+DENSE_PROFILE_MAX = 16_000_000
 
 
 @dataclass
@@ -71,6 +76,8 @@ class StateTracker(nn.Module):
             raise ValueError(f"tracker window and emb_dim must be >= 1, got {cfg.window}, {cfg.emb_dim}")
         self.cfg = cfg
         self.n_items = n_items
+        self._frozen = False  # inside `frozen()`: the per-user features are cached
+        self._user_cache: tuple[torch.Tensor, torch.Tensor] | None = None
         self.history_len = history_len
         self.max_turn = max(int(max_turn), 1)
         lo, hi = float(reward_range[0]), float(reward_range[1])
@@ -86,8 +93,21 @@ class StateTracker(nn.Module):
             if dataset is None:
                 raise ValueError("tracker profile=True needs the dataset's training logs (dataset=None)")
             items, weights = logged_profile(dataset, n_users, cfg.profile_max, lo, hi)
-            self.register_buffer("prof_items", items)
-            self.register_buffer("prof_w", weights)
+            valid = (items >= 0).float()
+            count = valid.sum(1, keepdim=True).clamp(min=1)
+            # per user: its logged items (padding row for -1) and the weights of its two bags (mean, weighted);
+            # derived from the dataset at construction, so not saved in checkpoints
+            items = torch.where(items >= 0, items, n_items)
+            bag_w = torch.stack([valid / count, weights / count], 1)  # [n_users, 2, L]
+            self.n_profile_users = n_users
+            if n_users * 2 * n_items <= DENSE_PROFILE_MAX:
+                # as a dense [n_users, 2, n_items] weight matrix: profile = one matmul with the item embeddings,
+                # whose backward is one more (an embedding_bag's backward sorts its indices: ~3x slower here)
+                dense = torch.zeros(n_users, 2, n_items + 1).scatter_add_(2, items.unsqueeze(1).expand(-1, 2, -1), bag_w)
+                self.register_buffer("prof_dense", dense[..., :n_items].contiguous(), persistent=False)
+            else:
+                self.register_buffer("prof_items", items, persistent=False)
+                self.register_buffer("prof_weights", bag_w, persistent=False)
 
     @property
     def out_dim(self) -> int:
@@ -101,27 +121,89 @@ class StateTracker(nn.Module):
     def encode(self, items: torch.Tensor, rewards: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        items = obs["items"].long()
+    def encode_obs(self, items: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
+        """The history part of the state from the raw ``items`` (long, -1 padded) and ``rewards`` [B, W]."""
         valid = items >= 0
-        rewards = torch.where(valid, self.norm_reward(obs["rewards"]), torch.zeros((), device=items.device))
-        parts = [self.encode(items, rewards, valid)]
+        return self.encode(items, torch.where(valid, self.norm_reward(rewards), 0.0), valid)
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """State [B, out_dim] = [history part, user embedding, step / max_turn, logged profile] (the last three
+        as configured)."""
+        items = obs["items"]
+        if items.dtype != torch.long:
+            items = items.long()
+        parts = [self.encode_obs(items, obs["rewards"])]
+        per_user = None
+        ud = self.cfg.user_dim
+        if self.user_emb is not None or self.cfg.profile:
+            user = obs["user"]
+            per_user = self.user_features(user if user.dtype == torch.long else user.long())
         if self.user_emb is not None:
-            parts.append(self.user_emb(obs["user"].long()))
+            assert per_user is not None
+            parts.append(per_user[:, :ud])
         if self.cfg.use_step:
-            parts.append((obs["step"].float() / self.max_turn).unsqueeze(-1))
+            parts.append((obs["step"].float() * (1.0 / self.max_turn)).unsqueeze(-1))
         if self.cfg.profile:
-            u = obs["user"].long()
-            items_u, w = self.prof_items[u], self.prof_w[u]
-            valid_u = (items_u >= 0).float()
-            emb = self._embed(items_u)
-            count = valid_u.sum(1, keepdim=True).clamp(min=1)
-            parts.append((emb * valid_u.unsqueeze(-1)).sum(1) / count)
-            parts.append((emb * w.unsqueeze(-1)).sum(1) / count)
+            assert per_user is not None
+            parts.append(per_user[:, ud:])
         return torch.cat(parts, dim=-1)
 
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """A block in which the caller does not change the parameters (e.g. an RL rollout): the per-user part
+        of the state (user embedding, logged profile) is computed once per user, on first use, and reused until
+        the block ends. Only forward passes without gradient use the cache."""
+        self._user_cache = None
+        self._frozen = True
+        try:
+            yield
+        finally:
+            self._frozen = False
+            self._user_cache = None
+
+    def user_features(self, user: torch.Tensor) -> torch.Tensor:
+        """[B, user_dim + 2 * emb_dim * profile]: the user embedding and the logged profile of each user."""
+        if not self._frozen or torch.is_grad_enabled():
+            return self._user_features(user)
+        if self._user_cache is None:
+            n = self.n_profile_users if self.cfg.profile else self.user_emb.num_embeddings  # type: ignore[union-attr]
+            dim = self.cfg.user_dim + 2 * self.cfg.emb_dim * self.cfg.profile
+            self._user_cache = (torch.zeros(n, dim, device=user.device),
+                                torch.zeros(n, dtype=torch.bool, device=user.device))
+        cache, have = self._user_cache
+        missing = user[~have[user]]
+        if missing.numel():
+            missing = torch.unique(missing)
+            cache[missing] = self._user_features(missing)
+            have[missing] = True
+        return cache[user]
+
+    def _user_features(self, user: torch.Tensor) -> torch.Tensor:
+        if user.numel() > 256:  # an update's batch repeats each user once per step of its episode
+            uniq, inverse = torch.unique(user, return_inverse=True)
+            return self._user_features(uniq)[inverse]
+        parts = []
+        if self.user_emb is not None:
+            parts.append(self.user_emb(user))
+        if self.cfg.profile:
+            parts.append(self.profile(user))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def profile(self, user: torch.Tensor) -> torch.Tensor:
+        """[B, 2 * emb_dim]: the mean embedding of each user's logged items and their reward-weighted mean."""
+        B = user.shape[0]
+        if hasattr(self, "prof_dense"):
+            return (self.prof_dense[user].view(2 * B, self.n_items) @ self.item_emb.weight[:-1]).view(B, -1)
+        # large catalogues: one fused gather-and-sum (embedding_bag) over each user's two bags
+        items = self.prof_items[user]  # [B, L], padding = the padding row (excluded from the sums)
+        L = items.shape[1]
+        bags = F.embedding_bag(items.unsqueeze(1).expand(B, 2, L).reshape(2 * B, L), self.item_emb.weight,
+                               mode="sum", per_sample_weights=self.prof_weights[user].reshape(2 * B, L),
+                               padding_idx=self.n_items)
+        return bags.view(B, 2 * self.cfg.emb_dim)
+
     def _embed(self, items: torch.Tensor) -> torch.Tensor:
-        return self.item_emb(torch.where(items >= 0, items, torch.full_like(items, self.n_items)))
+        return self.item_emb(items.remainder(self.n_items + 1))  # -1 (padding) -> the padding row n_items
 
 
 class AverageTracker(StateTracker):
@@ -132,10 +214,19 @@ class AverageTracker(StateTracker):
         self.core_dim = self.cfg.emb_dim + 1
 
     def encode(self, items: torch.Tensor, rewards: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        w = min(self.cfg.window, items.shape[1])
-        emb = self._embed(items[:, -w:]) * valid[:, -w:].unsqueeze(-1)
-        count = valid[:, -w:].sum(1, keepdim=True).clamp(min=1)
-        return torch.cat([emb.sum(1) / count, rewards[:, -1:]], dim=-1)
+        return torch.cat([self._window_mean(items), rewards[:, -1:]], dim=-1)
+
+    def encode_obs(self, items: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
+        # only the last reward enters the state: normalise that column alone
+        r_last = torch.where(items[:, -1:] >= 0, self.norm_reward(rewards[:, -1:]), 0.0)
+        return torch.cat([self._window_mean(items), r_last], dim=-1)
+
+    def _window_mean(self, items: torch.Tensor) -> torch.Tensor:
+        """Mean embedding of the valid items among the last ``window`` (0 when there are none), fused in one
+        ``embedding_bag`` whose "mean" leaves the padding slots out."""
+        last = items[:, -min(self.cfg.window, items.shape[1]):]
+        return F.embedding_bag(last.remainder(self.n_items + 1), self.item_emb.weight, mode="mean",
+                               padding_idx=self.n_items)
 
 
 class GRUTracker(StateTracker):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recgym.benchmarks.suite import Suite
+from recgym.benchmarks.suite import AgentEntry, Suite
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,14 @@ class RunSpec:
         return cls(**d)
 
 
+def agent_config(agent: AgentEntry) -> dict[str, Any]:
+    """The config overrides of an agent entry: its ``config`` table plus its ``eval_actions`` (when given)."""
+    out = dict(agent.config)
+    if agent.eval_actions is not None:
+        out["eval_actions"] = agent.eval_actions
+    return out
+
+
 def expand(suite: Suite) -> list[RunSpec]:
     """The grid as run specs, env-major then agent then seed (env entries with missing data left out)."""
     skip = suite.missing_data()
@@ -75,8 +83,8 @@ def expand(suite: Suite) -> list[RunSpec]:
                 eval_every=int(suite.eval_every if agent.eval_every is None else agent.eval_every),
                 num_envs=int(suite.num_envs), device=suite.device, protocol=env.protocol,
                 env_kwargs=dict(env.kwargs), eval_env_kwargs=dict(env.eval_kwargs or env.kwargs),
-                agent_config=dict(agent.config), published_dataset=env.published, published_method=agent.published,
+                agent_config=agent_config(agent), published_dataset=env.published, published_method=agent.published,
                 imports=tuple(suite.imports))
         for env, agent in suite.pairs() if env.name not in skip
-        for seed in suite.seeds
+        for seed in suite.seeds_of(agent)
     ]

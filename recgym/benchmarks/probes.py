@@ -12,17 +12,21 @@ import io
 from collections.abc import Callable
 from typing import Any
 
+from recgym.benchmarks.perf.a2c_speed import a2c_speed
 from recgym.benchmarks.perf.data_load import data_load_times
-from recgym.benchmarks.perf.denoise import denoise_env_throughput, refit_cost
+from recgym.benchmarks.perf.denoise import denoise_env_throughput, refit_cost, refit_gradient_snr
 from recgym.benchmarks.perf.env import env_throughput
-from recgym.benchmarks.quality import diffrec_table, worldmodel_quality, yahoo_completion
+from recgym.benchmarks.quality import diffrec_table, shaping_scale, worldmodel_quality, yahoo_completion
 
 PROBES: dict[str, Callable[..., Any]] = {
     "env_throughput": env_throughput,
+    "a2c_speed": a2c_speed,
     "data_load": data_load_times,
     "denoise_env": denoise_env_throughput,
     "refit_cost": refit_cost,
+    "refit_gradient_snr": refit_gradient_snr,
     "worldmodel_quality": worldmodel_quality,
+    "shaping_scale": shaping_scale,
     "yahoo_completion": yahoo_completion,
     "diffrec_table": diffrec_table,
 }

@@ -11,6 +11,10 @@ through `recgym.benchmarks.probes`, by the ``worldmodels`` and ``refit`` suites.
   items of the model's mean (and of ``mean - uncertainty``) without repeats, and reference rows (optimum,
   popularity ranking, random): what a policy exploiting the world model perfectly would reach (NX_0, nobody
   quits).
+- `shaping_scale`: the InteractiveRec reward of each reward preset next to the ground-truth reward, under one
+  uniformly random no-repeat policy: mean rewards, the A2C state tracker's "last reward" feature (rewards
+  min-max normalised with the evaluation env's range, as the tracker does) in training and at evaluation, the
+  shift ``min_r`` and the resolved lambda_u, and the mean / std of the local and global entropy terms.
 - `yahoo_completion`: held-out error of the completed Yahoo! R3 ground truth and of simpler fillers.
 - `diffrec_table`: DiffRec pre-trained (or loaded from the cache) next to EASE and MostPop, DiffRec protocol.
 """
@@ -128,6 +132,78 @@ def worldmodel_quality(data: Sequence[str] = ("coat", "yahoo", "synthetic"),
     return rows
 
 
+def _random_rollout(env: Any, seed: int, entropies: bool) -> tuple[Any, list[Any], list[Any]]:
+    """Rewards ``[steps, B]`` (NaN after an env ended) of a uniformly random no-repeat policy, and the per-step
+    local / global entropy terms of an InteractiveRec env (empty lists otherwise)."""
+    import torch
+
+    from recgym.agents.common import action_mask
+
+    inner = env.unwrapped
+    gen = torch.Generator().manual_seed(seed)
+    _, info = env.reset(seed=seed)
+    n, b = int(env.single_action_space.n), int(env.num_envs)
+    alive = torch.ones(b, dtype=torch.bool)
+    rewards, e_loc, e_glob = [], [], []
+    for k in range(int(inner.max_turn)):
+        mask = action_mask(info, b, n, torch.device("cpu")).cpu()
+        scores = torch.where(mask, torch.rand((b, n), generator=gen), torch.full((b, n), -1.0))
+        _, r, term, trunc, info = env.step(scores.argmax(1).to(inner.device))
+        rewards.append(torch.where(alive, torch.as_tensor(r).float().cpu(), torch.tensor(float("nan"))))
+        if entropies:
+            kk = torch.full((b,), k, dtype=torch.long, device=inner.device)
+            e_loc.append(torch.where(alive, inner.local_entropy(inner.traj, kk).cpu(), torch.tensor(float("nan"))))
+            e_glob.append(torch.where(alive, inner.global_entropy(inner.traj, kk).cpu(), torch.tensor(float("nan"))))
+        alive &= ~(torch.as_tensor(term).cpu() | torch.as_tensor(trunc).cpu())
+        if not bool(alive.any()):
+            break
+    return torch.stack(rewards), e_loc, e_glob
+
+
+def shaping_scale(data: Sequence[str] = ("coat",), presets: Sequence[str] = ("r3s", "dorl", "mopo", "mbpo", "roler"),
+                  episodes: int = 200, protocol: str = "roler", seed: int = 0,
+                  env_kwargs: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per (dataset, reward preset): see the module docstring. ``env_kwargs`` go to both envs (e.g.
+    ``dataset_kwargs``) and ``world_model_config`` to the InteractiveRec ones."""
+    import gymnasium as gym
+    import torch
+
+    import recgym  # noqa: F401  (registers the env ids)
+    from recgym.agents.common import rec_env_spec
+    from recgym.data.registry import dataset_info
+
+    env_kwargs = dict(env_kwargs or {})
+    wm_config = env_kwargs.pop("world_model_config", None)
+    rows: list[dict[str, Any]] = []
+
+    def stat(xs: list[Any]) -> tuple[float, float]:
+        v = torch.stack(xs)
+        v = v[~torch.isnan(v)]
+        return float(v.mean()), float(v.std())
+
+    for name in data:
+        tag = dataset_info(name).env_tag
+        ev = gym.make_vec(f"GroundTruthRec-{tag}-v0", num_envs=episodes, protocol=protocol, **env_kwargs)
+        lo, hi = rec_env_spec(ev, "shaping_scale").reward_range
+        r_ev = _random_rollout(ev, seed, False)[0]
+        scale = (lo, hi - lo)
+        for preset in presets:
+            tr = gym.make_vec(f"InteractiveRec-{tag}-v0", num_envs=episodes, protocol=protocol, reward_preset=preset,
+                              progress=False, world_model_config=wm_config, **env_kwargs)
+            r_tr, e_loc, e_glob = _random_rollout(tr, seed, True)
+            sh = tr.unwrapped.shaping
+            (el_m, el_s), (eg_m, eg_s) = stat(e_loc), stat(e_glob)
+            rows.append({"data": name, "preset": preset, "world_model": sh.world_model, "shift": sh.shift,
+                         "lambda_u": sh.lambda_u, "lambda_ent": sh.lambda_ent, "lambda_int": sh.lambda_int,
+                         "min_r": tr.unwrapped.min_r, "train_reward": float(torch.nanmean(r_tr)),
+                         "eval_reward": float(torch.nanmean(r_ev)),
+                         "train_feature": float(torch.nanmean((r_tr - scale[0]) / scale[1])),
+                         "eval_feature": float(torch.nanmean((r_ev - scale[0]) / scale[1])), "E_loc_mean": el_m, "E_loc_std": el_s, "E_glob_mean": eg_m,
+                         "E_glob_std": eg_s, "E_min": tr.unwrapped.table.min_sum(),
+                         "E_max": float(len(sh.entropy_window))})
+    return rows
+
+
 def yahoo_completion(seeds: Sequence[int] = (0, 1), data_dir: str | None = None) -> list[dict[str, Any]]:
     """Held-out RMSE / MAE of the Yahoo! R3 ground-truth completion and its baselines, one row per (filler, seed)
     (`recgym.data.yahoo.ground_truth_heldout_error`)."""
@@ -146,7 +222,8 @@ def diffrec_table(data: str = "ml1m", device: str = "cpu", config: dict[str, Any
                   force: bool = False, baselines: bool = True, data_dir: str | None = None,
                   progress: bool = True) -> list[dict[str, Any]]:
     """DiffRec (pre-trained, cached) and, with ``baselines``, EASE (lambda tuned on valid) and MostPop: one row
-    per model with valid / test Recall and NDCG @10 / @20 and the training seconds."""
+    per model with valid / test Recall and NDCG @10 / @20 and the training seconds (DiffRec: also the seconds
+    spent evaluating for model selection, ``eval_s``, and the whole pre-training, ``wall_s``)."""
     from recgym import recommenders as dr
     from recgym.data import load_dataset
 
@@ -163,6 +240,9 @@ def diffrec_table(data: str = "ml1m", device: str = "cpu", config: dict[str, Any
             for k in ("Recall@10", "Recall@20", "NDCG@10", "NDCG@20"):
                 row[f"{split} {k}"] = float(m[split][k])
         row["train_s"] = m.get("train_seconds")
+        if model == "DiffRec":
+            row["eval_s"] = m.get("eval_seconds")
+            row["wall_s"] = m.get("wall_seconds")
         row["cached"] = bool(m.get("cached", False))
         if "lambda" in m:
             row["lambda"] = m["lambda"]

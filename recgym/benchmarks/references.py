@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from recgym.agents.base import AgentConfig, register_agent
-from recgym.agents.common import evaluate_agent
+from recgym.agents.common import evaluate_agent, load_checkpoint, save_checkpoint
 from recgym.envs.derive import base_env
 
 
@@ -64,10 +64,10 @@ class GroundTruthOracle:
         self.history.append({"step": 0, **metrics})
 
     def save(self, path: str) -> None:
-        torch.save({"agent": self.name}, path)
+        save_checkpoint(path, {"agent": self.name, "config": self.cfg}, env=self._env)
 
     def load(self, path: str) -> None:
-        torch.load(path, weights_only=True)
+        load_checkpoint(path, self.name, env=self._env)
 
 
 def make_gt_oracle(env: Any, config: OracleConfig) -> GroundTruthOracle:

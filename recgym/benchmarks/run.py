@@ -8,12 +8,15 @@ Each run writes, under ``<root>/<suite>/<env>/<agent>/seed<k>/``:
   line; `read_metrics` ignores a torn last line): the agent's own scalars and ``eval/<metric>`` per evaluation;
 - ``tb/``           TensorBoard events of the same scalars;
 - ``checkpoint``    the agent's final `save` (written to a temp name, then `os.replace`);
-- ``result.json``   final and curve-average evaluation metrics, wall time, budget and budget unit;
+- ``result.json``   final and curve-average evaluation metrics, the curve (one entry per evaluation), wall
+  time, budget and budget unit, and how the run was evaluated (`evaluation_record`: ``eval_actions``, the
+  evaluation env's protocol with the ground truth's provenance, ``env_protocol``, and its ``optimum``);
 - ``DONE``          written last, atomically. A run with ``DONE`` is skipped when the grid is run again.
 
 A run that raises writes ``error.txt`` (the traceback) and the grid goes on; it is run again on the next call.
-A ``.lock`` file (pid + host, created with O_EXCL) keeps two processes from writing the same folder; a lock
-left by a dead process on this host is taken over.
+An OS lock on the folder's ``.lock`` file (`RunLock`, `filelock`) keeps two processes from writing the same
+folder; the kernel releases it when its process dies, so a killed run never leaves a lock behind on this
+machine (`recgym bench --force-unlock` removes one that a shared file system keeps).
 
 Envs: the suite's env is the evaluation env. An agent registered with a training-env spec (a world-model
 method: `recgym.agents.base.AgentSpec.train_env`) trains in `recgym.envs.derive.training_env` of it; any
@@ -26,6 +29,7 @@ the history's evaluations; final = the last one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -34,6 +38,7 @@ import socket
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,11 +64,14 @@ def write_text(path: Path, text: str) -> None:
 # ------------------------------------------------------------------------------------------- metrics files
 
 
-def read_metrics(path: Path | str) -> list[dict[str, Any]]:
+def read_metrics(path: Path | str, *, on_corrupt: str = "raise") -> list[dict[str, Any]]:
     """Parse a metrics JSON-lines file; a torn last line (no newline, unparsable) is ignored.
 
-    A corrupt line anywhere else raises ValueError naming the file and line.
+    A corrupt line anywhere else raises ValueError naming the file and line (``on_corrupt="raise"``), or is
+    skipped with a warning naming them (``on_corrupt="warn"``, what `recgym report` uses).
     """
+    if on_corrupt not in ("raise", "warn"):
+        raise ValueError(f"on_corrupt={on_corrupt!r}, expected 'raise' or 'warn'")
     path = Path(path)
     if not path.exists():
         return []
@@ -75,8 +83,14 @@ def read_metrics(path: Path | str) -> list[dict[str, Any]]:
             continue
         try:
             rec = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path}:{i + 1}: corrupt metrics line ({exc})") from exc
+            if not isinstance(rec, dict) or not {"tag", "value", "step"} <= set(rec):
+                raise ValueError("not a {tag, value, step} record")
+        except (ValueError, UnicodeDecodeError) as exc:
+            msg = f"{path}:{i + 1}: corrupt metrics line ({exc})"
+            if on_corrupt == "raise":
+                raise ValueError(msg) from exc
+            warnings.warn(msg + "; skipped", stacklevel=2)
+            continue
         out.append(rec)
     if tail.strip():
         try:
@@ -126,45 +140,83 @@ class RunLogger:
 # --------------------------------------------------------------------------------------------------- locks
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+LOCK_NAME = ".lock"
 
 
-def acquire_lock(run_dir: Path) -> Path | None:
-    """Create ``run_dir/.lock`` exclusively; None if a live process holds it (a dead local holder's is taken)."""
-    lock = run_dir / ".lock"
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
-    for _ in range(2):
+class RunLock:
+    """An OS-level lock on ``<run_dir>/.lock`` (`filelock.FileLock`: ``flock`` on POSIX).
+
+    The kernel drops the lock when the holding process exits, however it exits (crash, SIGKILL, reboot), so a
+    lock can never outlive its process on this machine; a reused pid or a changed host name cannot keep it
+    held. The lock file itself stays (an empty-or-info file is harmless; deleting it while held would let a
+    second process lock a new file). It holds the holder's pid, host and start time, for messages only.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        from filelock import FileLock
+
+        self.path = Path(run_dir) / LOCK_NAME
+        self._lock = FileLock(str(self.path))
+
+    def acquire(self) -> bool:
+        """Take the lock without waiting; False when another process (or another RunLock here) holds it."""
+        from filelock import Timeout
+
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                holder = json.loads(lock.read_text())
-            except (OSError, json.JSONDecodeError):
-                holder = {}
-            if holder.get("host") == me["host"] and isinstance(holder.get("pid"), int) and not _pid_alive(holder["pid"]):
-                lock.unlink(missing_ok=True)  # stale: its process is gone
-                continue
-            if not holder:  # half-written lock (creator died between open and write): stale after 60 s
-                try:
-                    if time.time() - lock.stat().st_mtime > 60:
-                        lock.unlink(missing_ok=True)
-                        continue
-                except FileNotFoundError:
-                    continue
-            return None
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
-            f.flush()
-            os.fsync(f.fileno())
-        return lock
-    return None
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            return False
+        with contextlib.suppress(OSError):
+            self.path.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}))
+        return True
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.write_text("")
+        self._lock.release()
+
+    def holder(self) -> str:
+        """Who holds the lock, as far as its file says (for messages)."""
+        try:
+            info = json.loads(self.path.read_text() or "{}")
+            return f"pid {info['pid']} on {info['host']} since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(info['time']))}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "another process"
+
+
+def acquire_lock(run_dir: Path) -> RunLock | None:
+    """Lock ``run_dir`` for this process (`RunLock`); None when it is locked by a live process."""
+    lock = RunLock(run_dir)
+    return lock if lock.acquire() else None
+
+
+def locked_message(run_dir: Path) -> str:
+    """The error of a run or probe skipped because its folder is locked."""
+    return (f"{Path(run_dir) / LOCK_NAME} is held by {RunLock(run_dir).holder()} (an OS lock: it is released when "
+            "that process exits); if no process uses this folder any more (e.g. a lock kept by a shared file "
+            "system), rerun with `recgym bench --force-unlock`")
+
+
+def force_unlock(run_dirs: Sequence[Path]) -> list[Path]:
+    """Delete the lock files of ``run_dirs`` that are locked now (`recgym bench --force-unlock`); return them.
+
+    A lock that nobody holds is left alone; a held one is removed, so the next run takes a fresh lock file.
+    The old holder, if it still runs, is not stopped: use this only when it is gone (another container, a
+    shared volume whose file system keeps locks).
+    """
+    removed = []
+    for d in run_dirs:
+        path = Path(d) / LOCK_NAME
+        if not path.exists():
+            continue
+        probe = acquire_lock(Path(d))
+        if probe is not None:
+            probe.release()
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        removed.append(path)
+    return removed
 
 
 # ------------------------------------------------------------------------------------------ building a run
@@ -180,7 +232,7 @@ class RunResult:
     final: dict[str, float] = field(default_factory=dict)
 
 
-_RUN_FILES = ("metrics.jsonl", "result.json", "error.txt", "config.json", "checkpoint")
+_RUN_FILES = ("DONE", "metrics.jsonl", "result.json", "error.txt", "config.json", "checkpoint")
 
 
 def _clear_attempt(run_dir: Path) -> None:
@@ -298,10 +350,31 @@ def _save_checkpoint(agent: Any, run_dir: Path) -> Path:
 # ------------------------------------------------------------------------------------------------ one run
 
 
-def _train_and_evaluate(spec: RunSpec, logger: RunLogger, opened: list[Any]) -> tuple[Any, list[dict[str, float]]]:
-    """Build the envs and the agent, ``learn``, and return the agent and its evaluation curve."""
+def evaluation_record(agent: Any, eval_env: Any) -> dict[str, Any]:
+    """How a run was evaluated, for ``result.json``: the agent's test-time actions (``eval_actions``,
+    `recgym.agents.eval_actions`), the evaluation env's effective protocol (``env_protocol``: mode, N, M,
+    max_turn and, for ground-truth envs, the ground truth's provenance ``ground_truth`` = ``{source,
+    comparable_to_published, note}``) and its exact optimum (``optimum``: mean best return over the evaluation
+    users when nobody can quit, else None)."""
+    from recgym.agents.common import agent_eval_actions
+    from recgym.envs.derive import base_env
+
+    inner = base_env(eval_env)
+    protocol = getattr(inner, "protocol", None)
+    protocol = json.loads(json.dumps(protocol, default=str)) if isinstance(protocol, dict) else None
+    optimum = None
+    if protocol is not None and protocol.get("quitting") is False and callable(getattr(inner, "optimal_return", None)):
+        optimum = float(inner.optimal_return().double().mean())
+    return {"eval_actions": agent_eval_actions(agent).label, "env_protocol": protocol, "optimum": optimum}
+
+
+def _train_and_evaluate(spec: RunSpec, logger: RunLogger, opened: list[Any]
+                        ) -> tuple[Any, list[dict[str, float]], dict[str, Any]]:
+    """Build the envs and the agent, ``learn``, and return the agent, its evaluation curve and
+    `evaluation_record`."""
     from recgym.agents.base import agent_spec
     from recgym.agents.common import evaluate_agent
+    from recgym.envs.evaluation import derive_seed
 
     registered = agent_spec(spec.agent)
     seed_everything(spec.seed)
@@ -314,11 +387,11 @@ def _train_and_evaluate(spec: RunSpec, logger: RunLogger, opened: list[Any]) -> 
               **flatten_metrics({k: v for k, v in h.items() if k not in ("step", "iteration")})}
              for i, h in enumerate(getattr(agent, "history", None) or []) if isinstance(h, dict)]
     if not curve:  # the agent keeps no evaluation history: evaluate it once, here
-        metrics = evaluate_agent(agent, eval_env, spec.eval_episodes, seed=10_000 + spec.seed)
+        metrics = evaluate_agent(agent, eval_env, spec.eval_episodes, seed=derive_seed(spec.seed, "final-evaluation"))
         for k, v in metrics.items():
             logger.log_scalar(f"eval/{k}", v, spec.train_budget)
         curve = [{"step": spec.train_budget, **metrics}]
-    return agent, curve
+    return agent, curve, evaluation_record(agent, eval_env)
 
 
 def budget_unit(agent: str) -> str:
@@ -336,17 +409,22 @@ def execute_run(spec: RunSpec, root: Path | str = RUNS_DIR, *,
     """Run one spec under ``root`` (skipped if DONE, refused if locked); never raises for a failing agent/env."""
     run_dir = Path(root) / spec.relpath()
     if (run_dir / "DONE").exists():
-        return finished_run(spec, run_dir)
+        done = finished_run(spec, run_dir)
+        if done is not None:
+            return done
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = acquire_lock(run_dir)
     if lock is None:
-        return RunResult(spec, "locked", run_dir, error=f"{run_dir / '.lock'} is held by another live process")
+        return RunResult(spec, "locked", run_dir, error=locked_message(run_dir))
     t0 = time.time()
     opened: list[Any] = []
     logger = None
     try:
-        if (run_dir / "DONE").exists():  # finished by another process between our check and the lock
-            return finished_run(spec, run_dir)
+        if (run_dir / "DONE").exists():  # finished by another process between our check and the lock?
+            done = finished_run(spec, run_dir)
+            if done is not None:
+                return done
+            warnings.warn(f"{run_dir}: marked DONE but {result_problem(run_dir)}; running it again", stacklevel=2)
         _clear_attempt(run_dir)
         try:
             import_plugins(spec.imports)
@@ -360,21 +438,16 @@ def execute_run(spec: RunSpec, root: Path | str = RUNS_DIR, *,
             if on_progress is not None:
                 on_progress(0, spec.train_budget)
                 logger.on_step = lambda step: on_progress(min(step, spec.train_budget), spec.train_budget)
-            agent, curve = _train_and_evaluate(spec, logger, opened)
+            agent, curve, evaluation = _train_and_evaluate(spec, logger, opened)
             _save_checkpoint(agent, run_dir)
             final = {k: float(v) for k, v in curve[-1].items() if k != "step"}
             keys = sorted({k for c in curve for k in c if k != "step"})
             curve_mean = {k: sum(float(c[k]) for c in curve if k in c) / sum(1 for c in curve if k in c)
                           for k in keys}
-            # EasyRL4Rec's aggregation: the mean over the last 25% of the evaluations (at least one)
-            tail = curve[len(curve) - max(1, len(curve) // 4):]
-            last25 = {k: sum(float(c[k]) for c in tail if k in c) / sum(1 for c in tail if k in c)
-                      for k in keys if any(k in c for c in tail)}
             wall = time.time() - t0
-            result = {"final": final, "curve_mean": curve_mean, "last25_mean": last25, "n_evals": len(curve),
-                      "curve": curve,
+            result = {"final": final, "curve_mean": curve_mean, "n_evals": len(curve), "curve": curve,
                       "train_budget": spec.train_budget, "budget_unit": unit, "wall_s": wall,
-                      "protocol": spec.protocol}
+                      "protocol": spec.protocol, **evaluation}
             logger.close()
             write_text(run_dir / "result.json", json.dumps(result, indent=2, sort_keys=True) + "\n")
             write_text(run_dir / "DONE", json.dumps({"finished": time.time(), "wall_s": wall}) + "\n")
@@ -391,11 +464,25 @@ def execute_run(spec: RunSpec, root: Path | str = RUNS_DIR, *,
                 e.close()
             except Exception:  # noqa: BLE001
                 pass
-        lock.unlink(missing_ok=True)
+        lock.release()
 
 
-def finished_run(spec: RunSpec, run_dir: Path) -> RunResult:
-    """A DONE run: "skipped" if it was run with this spec, "conflict" (left untouched) if its config differs."""
+def result_problem(run_dir: Path) -> str | None:
+    """Why the ``result.json`` of a run cannot be used (None when it can): unreadable, or no ``final`` table."""
+    try:
+        result = json.loads((Path(run_dir) / "result.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "result.json is missing"
+    except (OSError, ValueError) as exc:
+        return f"result.json is unreadable ({type(exc).__name__}: {exc})"
+    if not isinstance(result, dict) or not isinstance(result.get("final"), dict):
+        return "result.json holds no 'final' metrics"
+    return None
+
+
+def finished_run(spec: RunSpec, run_dir: Path) -> RunResult | None:
+    """A DONE run: "skipped" if it was run with this spec, "conflict" (left untouched) if its config differs,
+    None when it must run again (marked DONE, but its ``result.json`` is damaged: `result_problem`)."""
     try:
         old = json.loads((run_dir / "config.json").read_text()).get("spec", {})
     except (OSError, json.JSONDecodeError):
@@ -406,10 +493,9 @@ def finished_run(spec: RunSpec, run_dir: Path) -> RunResult:
         return RunResult(spec, "conflict", run_dir, error=(
             f"{run_dir} holds a finished run with a different config (fields {diff}); delete the folder or use "
             "another suite name"))
-    try:
-        final = json.loads((run_dir / "result.json").read_text()).get("final", {})
-    except (OSError, json.JSONDecodeError):
-        final = {}
+    if result_problem(run_dir) is not None:
+        return None
+    final = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))["final"]
     return RunResult(spec, "skipped", run_dir, final=final)
 
 
@@ -448,7 +534,7 @@ def run_probes(suite: Suite, root: Path | str = RUNS_DIR, *, progress: bool = Tr
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = acquire_lock(run_dir)
         if lock is None:
-            out.append(ProbeResult(p.name, "locked", run_dir, error="held by another process"))
+            out.append(ProbeResult(p.name, "locked", run_dir, error=locked_message(run_dir)))
             continue
         try:
             for name in ("output.txt", "error.txt", PROBE_FILE):
@@ -473,7 +559,7 @@ def run_probes(suite: Suite, root: Path | str = RUNS_DIR, *, progress: bool = Tr
                 print(text, flush=True)
             out.append(ProbeResult(p.name, "done", run_dir, wall))
         finally:
-            lock.unlink(missing_ok=True)
+            lock.release()
     return out
 
 

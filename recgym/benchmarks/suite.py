@@ -8,22 +8,29 @@ uses. Every error names the file and the line. Expanding the grid into run specs
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from recgym.benchmarks.validate import (  # noqa: F401  (re-exported: moved there, imported from here)
+    agent_config_problem,
+    device_problem,
+    device_unavailable,
+    env_kwargs_problem,
+    import_plugins,
+    valid_protocols,
+)
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 SUITE_RECORD = "suite.json"  # written into runs/<suite>/ so `recgym report` knows the suite's layout
 
 LAYOUTS = ("default", "agents")
-# curve: mean over a run's evaluations; final: the last one; last25: mean over the last 25% (EasyRL4Rec's tables)
-AGGREGATIONS = {"curve": "curve_mean", "final": "final", "last25": "last25_mean"}
+AGGREGATIONS = {"curve": "curve_mean", "final": "final", "published": "published_agg"}
 # Report columns that are not metrics: mean wall seconds per run, finished seeds, the budget and its unit.
 PLAIN_COLUMNS = ("wall_s", "seeds", "budget")
 
@@ -54,6 +61,8 @@ class AgentEntry:
     train_budget: int | None = None
     eval_every: int | None = None
     published: str | None = None  # method name in reference/published.csv
+    eval_actions: str | None = None  # test-time actions (recgym.agents.eval_actions); sets config.eval_actions
+    seeds: list[int] | None = None  # this agent's seeds (default: the suite's)
     line: int = 0
 
 
@@ -75,20 +84,21 @@ class Column:
     text: str
     kind: str  # "metric", "ratio" or one of PLAIN_COLUMNS
     metric: str | None = None
-    aggregation: str | None = None  # "curve_mean" / "final" / "last25_mean"
+    aggregation: str | None = None  # "curve_mean" / "final"
     ref_label: str | None = None  # ratio: the agent row whose mean is the denominator
     ref_metric: str | None = None
 
 
 def parse_column(text: str) -> Column:
-    """``METRIC:curve|final|last25``, ``METRIC:AGG/AGENT:METRIC`` (ours over another row's final mean), or a plain
-    column (``wall_s``, ``seeds``, ``budget``); ValueError with the grammar otherwise."""
+    """``METRIC:curve|final|published`` (``published``: the protocol source's published aggregation of the run's
+    curve, `recgym.benchmarks.report.aggregation`), ``METRIC:AGG/AGENT:METRIC`` (ours over another row's final
+    mean), or a plain column (``wall_s``, ``seeds``, ``budget``); ValueError with the grammar otherwise."""
     if text in PLAIN_COLUMNS:
         return Column(text, text)
     num, _, den = text.partition("/")
     metric, _, agg = num.partition(":")
     if not metric or agg not in AGGREGATIONS:
-        raise ValueError(f"report column {text!r}: expected METRIC:curve, METRIC:final, METRIC:last25, "
+        raise ValueError(f"report column {text!r}: expected METRIC:curve, METRIC:final, METRIC:published, "
                          f"METRIC:AGG/AGENT:METRIC or one of {list(PLAIN_COLUMNS)}")
     if not den:
         return Column(text, "metric", metric, AGGREGATIONS[agg])
@@ -144,6 +154,14 @@ class Suite:
                 out[entry.name] = missing
         return out
 
+    def seeds_of(self, agent: AgentEntry) -> list[int]:
+        """The seeds an agent entry runs (its own ``seeds``, else the suite's)."""
+        return self.seeds if agent.seeds is None else agent.seeds
+
+    def n_runs(self) -> int:
+        """How many (env, agent, seed) runs the grid holds (env entries with missing data included)."""
+        return sum(len(self.seeds_of(a)) for _, a in self.pairs())
+
     def pairs(self) -> list[tuple[EnvEntry, AgentEntry]]:
         """The (env entry, agent entry) pairs of the grid, env-major (agent restrictions applied)."""
         return [(e, a) for e in self.envs for a in self.agents if a.envs is None or e.name in a.envs]
@@ -180,7 +198,8 @@ def load_suite_record(suite_dir: Path | str) -> dict[str, Any] | None:
 _SUITE_FIELDS = {"name", "description", "seeds", "train_budget", "eval_episodes", "eval_every", "num_envs",
                  "device", "imports"}
 _ENV_FIELDS = {"name", "id", "eval_id", "protocol", "kwargs", "eval_kwargs", "published", "requires"}
-_AGENT_FIELDS = {"name", "label", "config", "envs", "train_budget", "eval_every", "published"}
+_AGENT_FIELDS = {"name", "label", "config", "envs", "train_budget", "eval_every", "published", "eval_actions",
+                 "seeds"}
 _PROBE_FIELDS = {"name", "probe", "args", "requires"}
 _REPORT_FIELDS = {"layout", "columns", "envs", "long", "title"}
 _TOP_FIELDS = ("agents", "envs", "probes", "report", "suite")
@@ -322,11 +341,34 @@ class _Parser:
         if restrict is not None:
             restrict = self.str_list("agents", i, "envs", restrict, "env entry names")
         tb, ee = a.get("train_budget"), a.get("eval_every")
+        config = self.table("agents", i, "config", a.get("config", {}))
+        actions = a.get("eval_actions")
+        if actions is not None:
+            from recgym.agents.eval_actions import parse_eval_actions
+
+            try:
+                parse_eval_actions(actions)
+            except ValueError as exc:
+                raise self.fail("agents", i, "eval_actions", str(exc)) from exc
+            if "eval_actions" in config and config["eval_actions"] != actions:
+                raise self.fail("agents", i, "eval_actions", f"eval_actions={actions!r} and config.eval_actions="
+                                f"{config['eval_actions']!r} disagree; give one")
+        seeds = None if "seeds" not in a else self.seeds("agents", i, a["seeds"])
         return AgentEntry(name=a["name"], label=self.name("agents", i, "agent label", str(a.get("label", a["name"]))),
-                          config=self.table("agents", i, "config", a.get("config", {})), envs=restrict,
+                          config=config, envs=restrict,
                           train_budget=None if tb is None else self.need_int("agents", i, "train_budget", tb, 0),
                           eval_every=None if ee is None else self.need_int("agents", i, "eval_every", ee, 0),
-                          published=a.get("published"), line=self.lines.line("agents", i))
+                          published=a.get("published"), eval_actions=actions, seeds=seeds,
+                          line=self.lines.line("agents", i))
+
+    def seeds(self, table: str, i: int, value: Any) -> list[int]:
+        """A seed count or a list of distinct non-negative integers, as a list."""
+        seeds = list(range(value)) if isinstance(value, int) and not isinstance(value, bool) else value
+        if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+                or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+            raise self.fail(table, i, "seeds",
+                            f"seeds must be a count or a list of distinct non-negative integers, got {value!r}")
+        return [int(s) for s in seeds]
 
     def probe(self, i: int, p: dict[str, Any]) -> ProbeEntry:
         self.check_fields("probes", i, p, _PROBE_FIELDS)
@@ -391,18 +433,12 @@ def load_suite(suite: str | os.PathLike[str], *, validate: bool = True) -> Suite
                 raise p.fail("suite", 0, k, f"field {k!r} has no meaning in a probes-only suite")
         suite_obj = Suite(envs=[], agents=[], seeds=[], train_budget=0, **common)
     else:
-        seeds = head.get("seeds", [0])
-        if isinstance(seeds, int) and not isinstance(seeds, bool):
-            seeds = list(range(seeds))
-        if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
-                or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
-            raise p.fail("suite", 0, "seeds",
-                         f"seeds must be a count or a list of distinct non-negative integers, got {seeds!r}")
+        seeds = p.seeds("suite", 0, head.get("seeds", [0]))
         if "train_budget" not in head:
             raise p.fail("suite", 0, None, "[suite] needs train_budget (in each agent's budget unit)")
         device = head.get("device", "cpu")
-        if not isinstance(device, str) or not re.match(r"^(cpu|cuda(:\d+)?|mps)$", device):
-            raise p.fail("suite", 0, "device", f"device must be cpu, cuda, cuda:N or mps, got {device!r}")
+        if device_problem(device):
+            raise p.fail("suite", 0, "device", device_problem(device))
         envs = [p.env(i, e) for i, e in enumerate(p.entries(data, "envs"))]
         agents = [p.agent(i, a) for i, a in enumerate(p.entries(data, "agents"))]
         if not envs:
@@ -420,32 +456,6 @@ def load_suite(suite: str | os.PathLike[str], *, validate: bool = True) -> Suite
     return suite_obj
 
 
-def import_plugins(modules: Iterable[str]) -> None:
-    """Import the suite's ``imports`` (modules that register extra agents or envs)."""
-    for mod in modules:
-        importlib.import_module(mod)
-
-
-_PROTOCOL_MODULES = {
-    "GroundTruthRec": "recgym.envs.rec",
-    "InteractiveRec": "recgym.envs.interactive",
-    "DiffusionDenoise": "recgym.envs.denoise",
-}
-
-
-def valid_protocols(env_id: str) -> tuple[str, ...] | None:
-    """Protocols an env id accepts, from its family module's ``PROTOCOLS`` (None: not known, so not checked)."""
-    mod_name = _PROTOCOL_MODULES.get(env_id.split("-", 1)[0])
-    if mod_name is None:
-        return None
-    try:
-        mod = importlib.import_module(mod_name)
-    except ImportError:
-        return None
-    protocols = getattr(mod, "PROTOCOLS", None)
-    return tuple(protocols) if protocols else None
-
-
 def validate_suite(suite: Suite, lines: _Lines | None = None) -> None:
     """Check env ids, agents, protocols, probes, restrictions, the report and folder uniqueness up front."""
     where = suite.path or Path("<flags>")
@@ -457,6 +467,11 @@ def validate_suite(suite: Suite, lines: _Lines | None = None) -> None:
         import_plugins(suite.imports)
     except ImportError as exc:
         raise _err(where, line("suite", 0, "imports"), f"cannot import plugin module: {exc}") from exc
+    if suite.envs or suite.agents:
+        if device_problem(suite.device):
+            raise _err(where, line("suite", 0, "device"), device_problem(suite.device))
+        if not isinstance(suite.num_envs, int) or suite.num_envs < 1:
+            raise _err(where, line("suite", 0, "num_envs"), f"num_envs must be an integer >= 1, got {suite.num_envs!r}")
     seen_envs = _validate_envs(suite, where, line) if suite.envs else set()
     seen_labels: set[str] = set()
     if suite.agents:
@@ -467,6 +482,9 @@ def validate_suite(suite: Suite, lines: _Lines | None = None) -> None:
             if a.name not in agents:
                 raise _err(where, line("agents", i, "name", a.line),
                            f"unknown agent {a.name!r}; registered agents: {sorted(agents)}")
+            problem = agent_config_problem(a, suite)
+            if problem:
+                raise _err(where, line("agents", i, "config", a.line), problem)
             if a.label in seen_labels:
                 raise _err(where, line("agents", i, "label", a.line),
                            f"duplicate agent label {a.label!r}: give each [[agents]] entry of the same agent its "
@@ -520,6 +538,12 @@ def _validate_envs(suite: Suite, where: Path, line: Any) -> set[str]:
             if ok is not None and protocol not in ok:
                 raise _err(where, line("envs", i, key, e.line),
                            f"unknown protocol {protocol!r} for {env_id}; valid protocols: {sorted(ok)}")
+        for env_id, kw, kw_key in ((e.id, e.kwargs, "kwargs"), (e.eval_id, e.eval_kwargs or e.kwargs, "eval_kwargs")):
+            if env_id is None:
+                continue
+            problem = env_kwargs_problem(env_id, {**({"protocol": e.protocol} if e.protocol else {}), **kw})
+            if problem:
+                raise _err(where, line("envs", i, kw_key, e.line), problem)
         if e.name in seen:
             raise _err(where, line("envs", i, "name", e.line), f"duplicate env name {e.name!r} (run folders must be unique)")
         seen.add(e.name)

@@ -29,6 +29,18 @@ def _parse_kv(pairs: list[str], what: str) -> dict[str, Any]:
     return out
 
 
+# Statuses of a run or probe that make `recgym bench` exit non-zero, with what to do about each.
+BAD_STATUSES = ("failed", "locked", "conflict")
+_HINTS = {"failed": "see error.txt in its folder; rerun to retry",
+          "locked": "another process is running it, or --force-unlock",
+          "conflict": "a finished run of another config holds its folder"}
+
+
+def specs_need_device_here(suite: Any, backend: str, dry_run: bool) -> bool:
+    """Whether this machine must have the suite's device: runs execute here (local backend, not a dry run)."""
+    return backend == "local" and not dry_run and bool(suite.envs)
+
+
 def print_listing(console: Any) -> None:
     """Shipped suites, registered agents with their budget units, and the probes."""
     from rich.table import Table
@@ -42,7 +54,7 @@ def print_listing(console: Any) -> None:
         suites.add_column(h)
     for name in shipped_suites():
         s = load_suite(name, validate=False)
-        n = len(s.envs) * len(s.agents) * len(s.seeds)
+        n = s.n_runs()
         suites.add_row(name, str(n), ", ".join(p.name for p in s.probes) or "-", s.description or "-")
     console.print(suites)
     agents = Table(title="agents (train_budget counts the agent's budget unit)")
@@ -83,11 +95,18 @@ def bench(
     imports: list[str] = typer.Option(None, "--import", help="module registering extra agents/envs (repeatable)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="validate and list the runs, run nothing"),
     list_: bool = typer.Option(False, "--list", help="list shipped suites, agents with their budget units, probes"),
-    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bars"),
+    progress: bool = typer.Option(True, "--progress/--no-progress",
+                                  help="progress bars (a line every few seconds when output is not a terminal)"),
+    force_unlock: bool = typer.Option(False, "--force-unlock",
+                                      help="remove the locks of this suite's run folders first (only when no process "
+                                           "uses them any more, e.g. a lock kept by a shared file system)"),
 ) -> None:
     """Run a suite (a grid of env x agent x seed, and probes); finished runs are skipped, failures recorded.
 
-    Budgets count each agent's own unit: env steps, gradient steps or iterations (see --list).
+    Budgets count each agent's own unit: env steps, gradient steps or iterations (see --list). Every run's env
+    kwargs, agent config and device are checked before the first run starts. Exit status: 0 when every run and
+    probe is done (or was already), 1 when any failed or was skipped because it was locked or conflicts with a
+    finished run of another config (the last line says which), 2 for an invalid suite or option.
     """
     import dataclasses
     import importlib
@@ -98,11 +117,23 @@ def bench(
     from recgym.benchmarks.backends import BACKENDS, run_grid
     from recgym.benchmarks.grid import expand
     from recgym.benchmarks.run import budget_unit, run_probes, summarize
-    from recgym.benchmarks.suite import SuiteError, load_suite, save_suite_record, suite_from_flags
+    from recgym.benchmarks.run import force_unlock as unlock
+    from recgym.benchmarks.suite import (
+        SuiteError,
+        device_problem,
+        device_unavailable,
+        load_suite,
+        save_suite_record,
+        suite_from_flags,
+    )
 
     console = Console()
     if backend not in BACKENDS:
         raise typer.BadParameter(f"--backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if runs_dir.exists() and not runs_dir.is_dir():
+        console.print(f"[red]error:[/red] --runs-dir {escape(str(runs_dir))} is a file; expected a folder (it is "
+                      "created if missing)")
+        raise typer.Exit(2)
     for mod in imports or []:
         importlib.import_module(mod)
     if list_:
@@ -120,11 +151,15 @@ def bench(
                                  eval_every=eval_every, num_envs=num_envs, device=device or "cpu", protocol=protocol,
                                  env_kwargs=_parse_kv(env_kw or [], "--env-kw"),
                                  agent_config=_parse_kv(agent_kw or [], "--agent-kw"), imports=tuple(imports or ()))
+        if device:
+            if device_problem(device):
+                raise SuiteError(f"--device: {device_problem(device)}")
+            s = dataclasses.replace(s, device=device)
+        if specs_need_device_here(s, backend, dry_run) and device_unavailable(s.device):
+            raise SuiteError(f"{s.path or '<flags>'}: {device_unavailable(s.device)}")
     except SuiteError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
-    if device:
-        s = dataclasses.replace(s, device=device)
     specs = expand(s)
     for entry, missing in s.missing_data().items():
         console.print(f"[yellow]skipping entry {entry!r}[/yellow]: data files missing under the data root: "
@@ -132,8 +167,10 @@ def bench(
     if not specs and not s.probes:
         console.print("[red]nothing to run[/red]")
         raise typer.Exit(1)
+    per_agent = any(a.seeds is not None for a in s.agents)
+    seeds = "per-agent seeds" if per_agent else f"{len(s.seeds)} seeds"
     console.print(f"suite [bold]{s.name}[/bold]: {len(specs)} runs ({len(s.envs)} envs x {len(s.agents)} agents x "
-                  f"{len(s.seeds)} seeds), {len(s.probes)} probes -> {runs_dir / s.name}")
+                  f"{seeds}), {len(s.probes)} probes -> {runs_dir / s.name}")
     if dry_run:
         for sp in specs:
             console.print(f"  {sp.relpath()}  (budget {sp.train_budget} {budget_unit(sp.agent)})")
@@ -149,24 +186,35 @@ def bench(
             console.print(f"[red]error:[/red] {escape(str(exc))}")
             raise typer.Exit(2) from exc
     save_suite_record(s, runs_dir)
-    failed = 0
+    if force_unlock:
+        removed = unlock([runs_dir / sp.relpath() for sp in specs] + [runs_dir / s.name / p.name for p in s.probes])
+        for path in removed:
+            console.print(f"[yellow]removed the lock {escape(str(path))}[/yellow] (--force-unlock; its holder, if "
+                          "still running, is not stopped)")
+        if not removed:
+            console.print("--force-unlock: no run folder of this suite was locked")
+    bad: dict[str, int] = {}
     if specs:
-        results = run_grid(specs, runs_dir, backend=backend, progress=not no_progress, ray_address=ray_address,
+        results = run_grid(specs, runs_dir, backend=backend, progress=progress, ray_address=ray_address,
                            gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run)
         counts = summarize(results)
-        failed += counts.get("failed", 0)
+        for status in BAD_STATUSES:
+            bad[status] = bad.get(status, 0) + counts.get(status, 0)
         console.print("runs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if s.probes:
-        probe_results = run_probes(s, runs_dir, progress=not no_progress)
-        failed += sum(r.status == "failed" for r in probe_results)
+        probe_results = run_probes(s, runs_dir, progress=progress)
         for r in probe_results:
+            if r.status in BAD_STATUSES:
+                bad[r.status] = bad.get(r.status, 0) + 1
             if r.error:
                 console.print(f"[yellow]probe {r.name} {r.status}[/yellow]: {escape(str(r.error))}")
         console.print("probes: " + ", ".join(f"{r.name} {r.status}" for r in probe_results))
-    if failed:
-        console.print(f"[yellow]{failed} run(s)/probe(s) failed; see error.txt in their folders; rerun to retry[/yellow]")
-        if not specs:
-            raise typer.Exit(1)
+    bad = {k: v for k, v in bad.items() if v}
+    if bad:
+        what = ", ".join(f"{v} {k} ({_HINTS[k]})" for k, v in bad.items())
+        console.print(f"[red]not complete: {escape(what)}; exit status 1[/red]", soft_wrap=True)
+        raise typer.Exit(1)
+    console.print("all runs and probes done")
 
 
 @app.command("report")
@@ -174,15 +222,19 @@ def report(
     suite_dir: Path = typer.Argument(..., help="a suite's runs folder, e.g. runs/quick"),
     out: Path = typer.Option(None, "--out", help="output folder (default: <suite_dir>/_report)"),
     no_plots: bool = typer.Option(False, "--no-plots", help="tables only, no PNGs"),
+    wide: bool = typer.Option(False, "--wide", help="print every metric and aggregation (default: a summary "
+                                                    "that fits 100 columns; report.md always has both)"),
 ) -> None:
     """Tables and plots of a suite's runs and probes (text, Markdown, CSV, PNG), in the suite's layout.
 
-    Mean ± std over seeds of the curve average and the final evaluation, published numbers where named.
+    Mean ± std over seeds: R_cumu final, % of the optimum, Length, CV, R_cumu under the published aggregation of
+    the protocol's source (DORL / ROLeR: all evaluations; EasyRL4Rec: the last 25%) and the published number
+    where the suite names one. Rows measured on a fallback ground truth are marked *.
     """
     from recgym.benchmarks.report import make_report
 
     try:
-        make_report(suite_dir, out_dir=out, plots=not no_plots, show=True)
-    except FileNotFoundError as exc:
+        make_report(suite_dir, out_dir=out, plots=not no_plots, show=True, wide=wide)
+    except (FileNotFoundError, NotADirectoryError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

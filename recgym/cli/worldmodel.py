@@ -22,6 +22,8 @@ def fit(
     seed: int = typer.Option(0, "--seed"),
     refit: bool = typer.Option(False, "--refit", help="ignore the cache and fit again"),
     data_dir: str = typer.Option(None, "--data-dir"),
+    progress: bool = typer.Option(True, "--progress/--no-progress",
+                                  help="progress bars (a line every few seconds when output is not a terminal)"),
 ) -> None:
     """Fit (or load from the cache) one world model and print its quality on the test data."""
     from recgym.data import load_dataset
@@ -32,7 +34,7 @@ def fit(
     cfg = parse_json_config(config, '{"epochs": 3}')
     if not cfg:
         cfg = default_config(kind, ds.name)
-    model = fit_or_load(kind, ds, cfg, device=device, seed=seed, refit=refit)
+    model = fit_or_load(kind, ds, cfg, device=device, seed=seed, refit=refit, progress=progress)
     row = quality(model, ds)
     row.update(data=ds.name, kind=kind, fit_s=model.fit_seconds)
     typer.echo(format_table([row]))
@@ -46,6 +48,8 @@ def report(
     device: str = typer.Option("cpu", "--device"),
     seed: int = typer.Option(0, "--seed"),
     data_dir: str = typer.Option(None, "--data-dir"),
+    progress: bool = typer.Option(True, "--progress/--no-progress",
+                                  help="progress bars (a line every few seconds when output is not a terminal)"),
 ) -> None:
     """Quality table (RMSE, MAE, AUC, uncertainty/error correlation, fit time) of several world models."""
     from recgym.data import load_dataset
@@ -55,7 +59,7 @@ def report(
     ds = load_dataset(data, data_dir=data_dir)
     rows = []
     for kind in [k.strip() for k in kinds.split(",") if k.strip()]:
-        model = fit_or_load(kind, ds, default_config(kind, ds.name), device=device, seed=seed)
+        model = fit_or_load(kind, ds, default_config(kind, ds.name), device=device, seed=seed, progress=progress)
         row = quality(model, ds)
         row.update(data=ds.name, kind=kind, fit_s=model.fit_seconds)
         rows.append(row)
@@ -73,6 +77,8 @@ def quality_table(
     greedy: bool = typer.Option(False, "--greedy", help="add the greedy top-30 ground-truth returns"),
     sets: list[str] = typer.Option(None, "--set", help="KIND.FIELD=VALUE config override (repeatable)"),
     json_out: str = typer.Option(None, "--json-out"),
+    progress: bool = typer.Option(True, "--progress/--no-progress",
+                                  help="progress bars (a line every few seconds when output is not a terminal)"),
 ) -> None:
     """Fit every kind on every dataset and score it on the unbiased test data (`worldmodels` suite's probe)."""
     import torch
@@ -86,5 +92,5 @@ def quality_table(
         raise typer.BadParameter(str(err)) from err
     torch.set_num_threads(threads)
     rows = worldmodel_quality(split_list(data, "--data"), split_list(kinds, "--kinds"), device=device, seed=seed,
-                              cache=cache, greedy=greedy, overrides=overrides, progress=True, log=typer.echo)
+                              cache=cache, greedy=greedy, overrides=overrides, progress=progress, log=typer.echo)
     print_rows("world-model quality", rows, json_out)

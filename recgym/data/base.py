@@ -35,7 +35,7 @@ class LoggedDataset:
         category_names: one name per column of ``item_categories``.
         item_features / user_features: optional float32 side information, one row per id.
         reward_kind: one of ``REWARD_KINDS``; ``positive_threshold``: reward >= it counts as a positive.
-        quit_rule: ``distance`` (Coat/Yahoo/ML-1M/synthetic) or ``category`` (KuaiRec/KuaiRand), REFERENCE §1.
+        quit_rule: ``distance`` (Coat/Yahoo/ML-1M/synthetic) or ``category`` (KuaiRec/KuaiRand), as in DORL.
         distance_source: optional ``(n_rows, n_items)`` matrix whose item columns define the distance quit
             rule's item distances when they are not those of ``ground_truth``: the Yahoo pseudo-ground truth
             has more rows than evaluation users and DORL measures distances over all of them (its

@@ -4,16 +4,23 @@
   absolute path, size and mtime, so a cached load does not re-hash multi-GB logs.
 - `cached_dataset`: returns the parsed `LoggedDataset` from ``cache_dir()/parsed/<name>-<fingerprint>.npz``
   (+ ``.json`` for sizes, names and meta; arrays over 32 MB, e.g. KuaiRand's 0.8 GB ground truth, go to
-  ``<name>-<fingerprint>.<array>.npy`` with a crc32 in the JSON, loaded as a copy-on-write memory map),
-  or builds and stores it. The fingerprint covers every raw file's
+  ``<name>-<fingerprint>.<array>.npy``, loaded as a copy-on-write memory map), or builds and stores it. The fingerprint covers every raw file's
   sha256 and size, the loader's parser version and its config, so a changed raw file or option yields a new
-  entry. Writes are atomic (temp file + `os.replace`; the JSON is written last and records the npz size and
-  array shapes, so a half-written or damaged entry is detected). A corrupt entry is deleted and rebuilt,
-  never trusted. When a raw file changed since the last build it is named in a warning; when parsing then
-  fails and the file's checksum differs from the official release's, the error says so.
+  entry. Writes are atomic (temp file + `os.replace`; the JSON is written last). The JSON records the sha256
+  of the npz and of every ``.npy``, the array shapes and a sha256 of its own content, all checked on every
+  load, so a truncated, half-written or garbled entry (even one of the same size) is detected; it is deleted
+  and rebuilt with a warning naming the file, never trusted. When a raw file changed since the last build it
+  is named in a warning; when parsing then fails and the file's checksum differs from the official release's,
+  the error says so.
+- Damaged raw files: a raw file whose sha256 differs from the official release's is named in a warning on
+  every load; when the dataset parsed from it also has other counts than the published ones (users, items,
+  rows per split: the loader's ``published`` counts), loading is an error giving the counts expected and
+  found (``RECGYM_ALLOW_MODIFIED_DATA=1`` turns that error into the warning, for deliberately cut files).
+- `write_digest` / `check_digest`, `atomic_write`, `sha256_file`, `CorruptCacheError`: defined in
+  `recgym.data.digest` (sidecar ``<file>.sha256`` digests and atomic writes), importable from here too.
 - `verify`: per-file ``OK`` / ``MISMATCH`` / ``MISSING`` (or ``UNCHECKED``: present, no reference checksum)
-  against ``<data_dir>/SHA256SUMS`` when present, else the official checksums of the dataset registry
-  (`recgym.data.registry.DatasetInfo.checksums`).
+  against ``<data_dir>/SHA256SUMS``, falling back, file by file, to the official checksums of the dataset
+  registry (`recgym.data.registry.DatasetInfo.checksums`) for files it does not list.
 """
 
 from __future__ import annotations
@@ -23,10 +30,8 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import warnings
 import zipfile
-import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,47 +40,23 @@ import numpy as np
 import pandas as pd
 
 from recgym.data.base import LoggedDataset
+from recgym.data.digest import (  # noqa: F401  (re-exported: moved there, imported from here)
+    CorruptCacheError,
+    atomic_write,
+    atomic_write_bytes,
+    check_digest,
+    digest_path,
+    sha256_file,
+    write_digest,
+)
 from recgym.data.paths import cache_dir, data_root
 from recgym.data.registry import dataset_info, known_checksums, official_sha256
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1  # bump when the npz/json layout changes
+CACHE_FORMAT = 2  # bump when the npz/json layout changes (2: sha256 of every file and of the JSON)
 
 _MEMO: dict[tuple[str, int, int], str] = {}
-
-
-def _umask_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], None]) -> None:
-    """Create ``path`` by calling ``write(f)`` on a binary temp file in the same folder, then `os.replace`.
-
-    The folder is created if needed; on any error the temp file is removed and ``path`` is left as it was, so a
-    reader never sees a half-written file. The one atomic writer of the package (caches, checkpoints, reports).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (`atomic_write`)."""
-    atomic_write(path, lambda f: f.write(data))
 
 
 def _memo_path() -> Path:
@@ -147,8 +128,16 @@ _FRAMES = ("train", "test", "valid")
 _ARRAYS = ("ground_truth", "item_categories", "item_features", "user_features", "distance_source")
 
 
+def _header_digest(header: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in header.items() if k != "header_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def save_parsed(ds: LoggedDataset, stem: Path) -> None:
-    """Store ``ds`` as ``<stem>.npz`` + ``<stem>.json`` atomically (JSON last: it marks a complete entry)."""
+    """Store ``ds`` as ``<stem>.npz`` + ``<stem>.json`` atomically (JSON last: it marks a complete entry).
+
+    The JSON records the sha256 of the npz and of every separate ``.npy``, and of its own content.
+    """
     arrays: dict[str, np.ndarray] = {}
     frames: dict[str, list[str] | None] = {}
     for fname in _FRAMES:
@@ -175,7 +164,7 @@ def save_parsed(ds: LoggedDataset, stem: Path) -> None:
     for k, a in big.items():
         path = _big_path(stem, k)
         atomic_write(path, lambda f, a=a: np.save(f, a, allow_pickle=False))
-        big_info[k] = {"size": path.stat().st_size, "crc32": zlib.crc32(memoryview(a).cast("B"))}
+        big_info[k] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
     header = {
         "format": CACHE_FORMAT,
         "name": ds.name,
@@ -188,57 +177,62 @@ def save_parsed(ds: LoggedDataset, stem: Path) -> None:
         "frames": frames,
         "arrays": {k: [list(a.shape), a.dtype.str] for k, a in arrays.items()},
         "npz_size": npz.stat().st_size,
+        "npz_sha256": sha256_file(npz),
         "big_arrays": big_info,
         "meta": _jsonable(ds.meta),
     }
+    header["header_sha256"] = _header_digest(header)
     atomic_write_bytes(stem.with_suffix(".json"), json.dumps(header, indent=1).encode())
 
 
-BIG_ARRAY_BYTES = 32 << 20  # arrays this large get their own .npy (fast read, crc32 in the JSON) instead of the npz
+BIG_ARRAY_BYTES = 32 << 20  # arrays this large get their own .npy (fast memory-mapped read) instead of the npz
 
 
 def _big_path(stem: Path, key: str) -> Path:
     return stem.parent / f"{stem.name}.{key}.npy"
 
 
-class CorruptCacheError(Exception):
-    """A cache entry failed its consistency checks."""
-
-
 def load_parsed(stem: Path) -> LoggedDataset:
-    """Read an entry written by `save_parsed`; raise `CorruptCacheError` (or FileNotFoundError) if unusable."""
+    """Read an entry written by `save_parsed`; raise `CorruptCacheError` (or FileNotFoundError) if unusable.
+
+    Every file of the entry is checked against the sha256 the JSON records, and the JSON against its own.
+    """
     jpath, npz = stem.with_suffix(".json"), stem.with_suffix(".npz")
     if not jpath.is_file():
         raise FileNotFoundError(jpath)
     try:
         header = json.loads(jpath.read_text())
     except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise CorruptCacheError(f"{jpath.name}: unreadable JSON ({e})") from e
+        raise CorruptCacheError(f"{jpath}: unreadable JSON ({e})") from e
     if not isinstance(header, dict) or header.get("format") != CACHE_FORMAT:
-        raise CorruptCacheError(f"{jpath.name}: unknown cache format")
+        raise CorruptCacheError(f"{jpath}: unknown cache format")
+    if header.get("header_sha256") != _header_digest(header):
+        raise CorruptCacheError(f"{jpath}: content does not match its recorded sha256 (the file is damaged)")
     if not npz.is_file():
-        raise CorruptCacheError(f"{npz.name} is missing")
+        raise CorruptCacheError(f"{npz} is missing")
     if npz.stat().st_size != header.get("npz_size"):
-        raise CorruptCacheError(f"{npz.name} has {npz.stat().st_size} bytes, expected {header.get('npz_size')}")
+        raise CorruptCacheError(f"{npz} has {npz.stat().st_size} bytes, expected {header.get('npz_size')}")
+    if sha256_file(npz) != header.get("npz_sha256"):
+        raise CorruptCacheError(f"{npz}: sha256 does not match the one recorded when it was written (damaged)")
     arrays: dict[str, np.ndarray] = {}
     try:
         expected = header["arrays"]
         big = header.get("big_arrays", {})
         with np.load(npz, allow_pickle=False) as z:
             if sorted(z.files) != sorted(k for k in expected if k not in big):
-                raise CorruptCacheError(f"{npz.name}: members {sorted(z.files)} do not match the JSON")
+                raise CorruptCacheError(f"{npz}: members {sorted(z.files)} do not match the JSON")
             for k in z.files:
                 arrays[k] = z[k]  # reading a whole member checks its zip CRC
         for k, info in big.items():
             path = _big_path(stem, k)
             if not path.is_file() or path.stat().st_size != info["size"]:
-                raise CorruptCacheError(f"{path.name} is missing or has the wrong size")
+                raise CorruptCacheError(f"{path} is missing or has the wrong size")
+            if sha256_file(path) != info["sha256"]:
+                raise CorruptCacheError(f"{path}: sha256 does not match the one recorded when it was written "
+                                        "(damaged)")
             # copy-on-write map: no up-front copy of a 0.8 GB matrix, pages come from the OS page cache,
             # and the array is still writable for callers (writes never reach the file)
-            a = np.load(path, allow_pickle=False, mmap_mode="c").view(np.ndarray)
-            if zlib.crc32(memoryview(np.ascontiguousarray(a)).cast("B")) != info["crc32"]:
-                raise CorruptCacheError(f"{path.name}: crc32 mismatch")
-            arrays[k] = a
+            arrays[k] = np.load(path, allow_pickle=False, mmap_mode="c").view(np.ndarray)
         for k, (shape, dtype) in expected.items():
             a = arrays[k]
             if list(a.shape) != list(shape) or a.dtype.str != dtype:
@@ -246,7 +240,7 @@ def load_parsed(stem: Path) -> LoggedDataset:
     except CorruptCacheError:
         raise
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, TypeError, AttributeError) as e:
-        raise CorruptCacheError(f"{npz.name}: {type(e).__name__}: {e}") from e
+        raise CorruptCacheError(f"{npz}: {type(e).__name__}: {e}") from e
     frames: dict[str, pd.DataFrame | None] = {}
     for fname in _FRAMES:
         cols = header["frames"].get(fname)
@@ -271,7 +265,7 @@ def load_parsed(stem: Path) -> LoggedDataset:
             meta=header.get("meta", {}),
         )
     except (KeyError, ValueError, TypeError) as e:
-        raise CorruptCacheError(f"{jpath.name}: inconsistent entry ({e})") from e
+        raise CorruptCacheError(f"{jpath}: inconsistent entry ({e})") from e
 
 
 def _remove_entry(stem: Path) -> None:
@@ -285,6 +279,65 @@ def parsed_dir() -> Path:
     return cache_dir() / "parsed"
 
 
+ALLOW_MODIFIED_ENV = "RECGYM_ALLOW_MODIFIED_DATA"
+
+
+def dataset_counts(ds: LoggedDataset) -> dict[str, int]:
+    """The counts a loader's ``published`` values are compared with: users, items, rows per split, GT users."""
+    out = {"n_users": int(ds.n_users), "n_items": int(ds.n_items), "train_rows": len(ds.train),
+           "test_rows": len(ds.test)}
+    if ds.valid is not None:
+        out["valid_rows"] = len(ds.valid)
+    if ds.ground_truth is not None:
+        out["gt_users"] = int(ds.ground_truth.shape[0])
+    return out
+
+
+class DamagedDataError(ValueError):
+    """A raw file differs from the official release and the data parsed from it has other counts."""
+
+
+def modified_files(files: Mapping[str, Path], data_root_dir: Path | None) -> list[str]:
+    """Raw files whose sha256 differs from the official release's (relative paths; memoised hashing)."""
+    out = []
+    for _, p in sorted(files.items()):
+        rel = _relpath(Path(p), data_root_dir)
+        official = official_sha256(rel)
+        if official is not None and file_sha256(p) != official:
+            out.append(rel)
+    return out
+
+
+def check_published(name: str, modified: list[str], found: Mapping[str, int], published: Mapping[str, int] | None,
+                    *, warn: bool = True, stacklevel: int = 3) -> None:
+    """Judge raw files that differ from the official release (``modified``; see the module docstring).
+
+    Counts ``found`` that differ from ``published``: `DamagedDataError` giving the counts expected and found
+    (a warning under ``RECGYM_ALLOW_MODIFIED_DATA=1``). Matching counts: a warning naming the files (unless
+    ``warn`` is False: a loader's early check, the full check follows). No modified file: nothing.
+    """
+    if not modified:
+        return
+    diff = {k: (v, found[k]) for k, v in (published or {}).items() if k in found and found[k] != v}
+    files = ", ".join(modified)
+    if diff:
+        counts = "; ".join(f"{k}: expected {e:,}, found {f:,}" for k, (e, f) in diff.items())
+        msg = (f"{name}: {files} differ(s) from the official release (sha256 mismatch) and the parsed data does "
+               f"not have the published counts ({counts}); the file is damaged, cut or modified: re-download it "
+               f"or run `recgym data verify {name}`")
+        if os.environ.get(ALLOW_MODIFIED_ENV) != "1":
+            raise DamagedDataError(msg + f" (set {ALLOW_MODIFIED_ENV}=1 to load a deliberately modified file)")
+        if warn:
+            warnings.warn(msg + f"; loading it anyway ({ALLOW_MODIFIED_ENV}=1)", stacklevel=stacklevel)
+        return
+    if warn:
+        counts = (", although the parsed counts match the published ones" if published
+                  else " (recgym has no published counts to check this loader's data against)")
+        warnings.warn(f"{name}: {files} differ(s) from the official release (sha256 mismatch){counts}; results "
+                      f"may not be comparable to published numbers (`recgym data verify {name}`)",
+                      stacklevel=stacklevel)
+
+
 def cached_dataset(
     name: str,
     files: Mapping[str, Path],
@@ -293,20 +346,24 @@ def cached_dataset(
     config: Mapping[str, Any] | None = None,
     use_cache: bool = True,
     data_root_dir: Path | None = None,
+    published: Mapping[str, int] | None = None,
 ) -> LoggedDataset:
     """Return the parsed dataset for these raw ``files`` (role -> path), building and caching it on a miss.
 
     ``config`` (loader options and parser version) is part of the key. Adds ``meta["source_files"]``
     (role -> file name, size, sha256) and ``meta["fingerprint"]``. With ``use_cache=False`` nothing is read
-    or written.
+    or written. ``published``: the official release's counts (keys of `dataset_counts`), checked when a raw
+    file's sha256 differs from the official one (`check_published`: an error, or a warning if they match).
     """
     key, shas = fingerprint(files, config)
     stem = parsed_dir() / f"{name}-{key}"
     index_path = parsed_dir() / "last_parsed.json"
+    modified = modified_files(files, data_root_dir)
     if use_cache:
         try:
             ds = load_parsed(stem)
             log.debug("%s: loaded parsed cache %s", name, stem)
+            check_published(name, modified, dataset_counts(ds), published)
             return ds
         except FileNotFoundError:
             pass
@@ -316,6 +373,8 @@ def cached_dataset(
         _warn_changed(name, index_path, files, shas)
     try:
         ds = build()
+    except DamagedDataError:
+        raise
     except ValueError as e:
         raise _annotate_checksum(e, files, shas, data_root_dir) from e
     ds.meta.setdefault("source_files", {})
@@ -328,6 +387,7 @@ def cached_dataset(
             "official_sha256": official_sha256(rel),
         }
     ds.meta["fingerprint"] = key
+    check_published(name, modified, dataset_counts(ds), published)
     if use_cache:
         try:
             save_parsed(ds, stem)
@@ -409,8 +469,8 @@ def _read_sha256sums(path: Path) -> dict[str, str]:
 def verify(name: str, data_dir: str | os.PathLike[str] | None = None) -> dict[str, str]:
     """Check a dataset's files: relative path -> ``OK`` / ``MISMATCH`` / ``MISSING`` / ``UNCHECKED``.
 
-    Reference checksums: ``<data_dir>/SHA256SUMS`` if it exists (lines ``<sha256>  ./<relpath>``), otherwise
-    the registry's official checksums. Files listed there under the dataset's ``checksum_prefixes`` plus the
+    Reference checksums: ``<data_dir>/SHA256SUMS`` where it lists a file (lines ``<sha256>  ./<relpath>``),
+    else the registry's official checksum. Files listed there under the dataset's ``checksum_prefixes`` plus the
     files its loader needs (``DatasetInfo.files``) are checked; ``UNCHECKED`` means present but without a
     reference checksum (e.g. the KuaiRand logs, whose checksums we could not obtain).
     """
@@ -419,7 +479,8 @@ def verify(name: str, data_dir: str | os.PathLike[str] | None = None) -> dict[st
         raise ValueError(f"dataset {info.name!r} is generated and has no files to verify")
     root = data_root(data_dir)
     sums_file = root / "SHA256SUMS"
-    reference = _read_sha256sums(sums_file) if sums_file.is_file() else known_checksums()
+    # SHA256SUMS wins where it lists a file; the official checksums fill in what it lacks
+    reference = {**known_checksums(), **(_read_sha256sums(sums_file) if sums_file.is_file() else {})}
     prefixes = tuple(info.checksum_prefixes or ())
     wanted = {r for r in reference if r.startswith(prefixes)} | set(info.files)
     out: dict[str, str] = {}

@@ -15,6 +15,7 @@ column indices, in the group's own value order.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,10 +28,13 @@ from recgym.data.validate import check_matrix_values, check_shape, malformed, re
 PARSER_VERSION = 2  # 2: meta["ground_truth"] provenance
 N_USERS, N_ITEMS = 290, 300
 _DORL_GROUP = {"gender": "gender_i"}
+# The release's counts (Schnabel et al. 2016): 290 users x 300 items, 24 self-selected ratings per user in train,
+# 16 random ones in test; checked when a file's checksum differs from the release (`recgym.data.cache`).
+PUBLISHED_COUNTS = {"n_users": 290, "n_items": 300, "train_rows": 6960, "test_rows": 4640, "gt_users": 290}
 
 
 def _names(path: os.PathLike[str], n: int) -> list[str]:
-    lines = [ln.strip() for ln in open(path, encoding="utf-8").read().splitlines()]
+    lines = [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines()]
     while lines and not lines[-1]:
         lines.pop()
     if len(lines) != n:
@@ -114,5 +118,6 @@ def load_coat(data_dir: str | os.PathLike[str] | None = None, *, use_cache: bool
         )
 
     return cached_dataset(
-        "coat", files, build, config={"parser": PARSER_VERSION}, use_cache=use_cache, data_root_dir=data_root(data_dir)
+        "coat", files, build, config={"parser": PARSER_VERSION}, use_cache=use_cache, data_root_dir=data_root(data_dir),
+        published=PUBLISHED_COUNTS,
     )

@@ -42,6 +42,7 @@ from recgym.data.registry import (
     normalize_name,
     registered_datasets,
 )
+from recgym.progress import progress_bar
 
 __all__ = [
     "SOURCES",
@@ -133,10 +134,8 @@ def _check_digest(path: Path, checksum: tuple[str, str], what: str) -> None:
 
 
 def _progress_bar(total: int | None, initial: int, desc: str, enabled: bool):  # noqa: ANN202
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-                disable=not enabled, leave=False)
+    return progress_bar(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
+                        enabled=enabled)
 
 
 def _fetch(url: str, part: Path, *, progress: bool, timeout: float, size_hint: int | None) -> None:

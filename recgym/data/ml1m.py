@@ -72,6 +72,12 @@ from recgym.data.validate import (
 
 PARSER_VERSION = 1
 N_CLUSTERS = 10
+# Counts of DiffRec's released ML-1M splits (its repository's data/ml-1m_{clean,noisy}); checked when a file's
+# checksum differs from the release (`recgym.data.cache`).
+DIFFREC_COUNTS: dict[str, dict[str, int]] = {
+    "clean": {"n_users": 5949, "n_items": 2810, "train_rows": 403_277, "valid_rows": 110_722, "test_rows": 57_532},
+    "noisy": {"n_users": 5949, "n_items": 3494, "train_rows": 429_993, "valid_rows": 130_772, "test_rows": 57_532},
+}
 GENRES = (
     "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
     "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
@@ -203,7 +209,7 @@ def _load_diffrec(
 
     return cached_dataset(
         name, files, build, config={"parser": PARSER_VERSION, "k": N_CLUSTERS, "categories": "unit-kmeans"}, use_cache=use_cache,
-        data_root_dir=data_root(data_dir),
+        data_root_dir=data_root(data_dir), published=DIFFREC_COUNTS[variant],
     )
 
 

@@ -47,7 +47,7 @@ import pandas as pd
 
 from recgym.data._numeric import BiasedMF, fit_biased_mf, kmeans
 from recgym.data.base import LoggedDataset
-from recgym.data.cache import cached_dataset, locate
+from recgym.data.cache import cached_dataset, check_published, locate, modified_files
 from recgym.data.paths import DataNotFoundError, data_root, dataset_dir
 from recgym.data.validate import (
     check_in_set,
@@ -69,6 +69,10 @@ FALLBACK_CONFIG: dict[str, Any] = {"rank": 10, "reg": 5.0, "reg_bias": 2.0, "n_i
 # MF on the train logs whose item factors give the k-means categories.
 CATEGORY_CONFIG: dict[str, Any] = {"rank": 10, "reg": 5.0, "reg_bias": 5.0, "n_iters": 10, "n_categories": 10}
 N_ITEMS = 1000
+# The release's counts (Webscope R3 readme): 15,400 users, 1,000 songs, 311,704 train ratings, 54,000 test
+# ratings of 5,400 users; checked when a file's checksum differs from the release (`recgym.data.cache`).
+PUBLISHED_COUNTS = {"n_users": 15_400, "n_items": N_ITEMS, "train_rows": 311_704, "test_rows": 54_000,
+                    "gt_users": 5_400}
 
 
 def _read(path: os.PathLike[str]) -> pd.DataFrame:
@@ -248,6 +252,10 @@ def load_yahoo(
 
     def build() -> LoggedDataset:
         train, test, n_users, n_items, n_gt = _parse(data_dir)
+        # a damaged log fails here, before the MF fits (the full check runs again on the parsed dataset)
+        check_published("yahoo", modified_files({k: files[k] for k in ("train", "test")}, data_root(data_dir)),
+                        {"n_users": n_users, "n_items": n_items, "train_rows": len(train), "test_rows": len(test),
+                         "gt_users": n_gt}, PUBLISHED_COUNTS, warn=False)
         check = _heldout(test, n_gt, n_items, 2, seed)
         distance_source = None
         if use_file:
@@ -339,6 +347,7 @@ def load_yahoo(
                 "categories": CATEGORY_CONFIG},
         use_cache=use_cache,
         data_root_dir=data_root(data_dir),
+        published=PUBLISHED_COUNTS,
     )
     if use_file and ds.distance_source is None and ds.meta["ground_truth"]["distance_rows"] > ds.n_gt_users:
         # a parsed-cache entry without the extra rows (caches that do not store ``distance_source``): re-read them

@@ -2,9 +2,12 @@
 
 One episode = one reverse chain for one user; the batch holds ``num_envs`` users on the device (the MDP of
 ReFiT, "Fine-Tuning Diffusion-Based Recommender Systems via Reinforcement Learning with Reward Function
-Optimization", arXiv:2511.06937). The env owns the data, the frozen pre-trained DiffRec (loaded from the cache,
-or trained with a progress bar on first use: `recgym.recommenders.fit_or_load_diffrec`), the masks and the
-reward.
+Optimization", arXiv:2511.06937). The env owns the data, the frozen pre-trained DiffRec, the masks and the
+reward. The model comes from the cache; on first use it is pre-trained and cached
+(`recgym.recommenders.fit_or_load_diffrec`), which is announced in one line (dataset, expected time, cache
+file; through logging when the application configured it, else on stderr) and followed by a progress bar
+(``progress=False`` hides the bar). ``config=`` picks the model: a `DiffRecConfig`, or a dict of overrides of
+the dataset's default one (e.g. ``{"selection": "full"}``); ``model=`` passes a trained `DiffRec` instead.
 
 **Time.** ``obs["t"]`` counts the steps left: the episode starts at ``t = T`` with ``x_T`` and each step
 maps ``x_t`` to ``x_{t-1}``; after T steps ``x_0`` (the final item scores) is reached and the episode
@@ -29,31 +32,38 @@ inf in any mode raises a ValueError naming the env and the count (``validate_act
 and its device sync). With the frozen model acting (``latent`` with ``a = env.posterior_mean(x_t, t)``, or
 action 0 in the other two modes) ``x_0`` equals ``DiffRec.predict`` on the input history bit for bit.
 
-**Reward items** (never test items). ``reward_items="holdout"`` (default): each episode hides a random
-``holdout_frac`` of the user's training items from the input (at least one hidden, at least one kept;
-redrawn every episode from the env's per-episode randomness) and scores their recovery; only users with at
-least 2 training items are drawn. ``reward_items="valid"``: the input is the full training row and the
-validation split is scored (users with validation items). Ranking always excludes the input items.
+**Reward items** (never valid or test items unless asked). ``reward_items="train"`` (default, ReFiT's
+setting: fine-tuning uses the observed training interactions only): the input is the user's full training row,
+as in evaluation, and the reward items are those same observed items; the top-K list ranks all items (nothing
+is excluded: the targets are the input). ``"holdout"``: each episode hides a random ``holdout_frac`` of the
+user's training items from the input (at least one hidden, at least one kept; redrawn every episode from the
+env's per-episode randomness) and scores their recovery; only users with at least 2 training items are drawn.
+``"valid"``: the input is the full training row and the validation split is scored (users with validation
+items). With ``holdout`` and ``valid`` the ranking excludes the input items.
 
-**Reward** (at the last step only, 0 before). With ``L`` the top-K of ``x_0`` (input items excluded) and
-``R`` the reward items:
+**Reward** (at the last step only, 0 before). With ``L`` the top-K of ``x_0`` and ``R`` the reward items,
+``S(u)`` the ``n_similar`` (10) users most similar to u by cosine similarity of binary training rows (u
+excluded, positive similarity only) and ``I_v`` the training items of v:
 
-- ``N_K = |L ∩ R| / min(|R|, K)``: the normalised hits (1 = as many hits as possible).
-- ``N_simK``: the collaborative signal of the ``n_similar`` (10) most similar users ``S(u)`` by cosine
-  similarity of binary training rows (u excluded). Item weights ``w_u(i) = sum_{v in S(u)} cos(u, v) X[v, i] /
-  sum_{v in S(u)} cos(u, v)`` (in [0, 1]); ``N_simK = sum_{i in L} w_u(i) / max_{|L'| = K} sum_{i in L'}
-  w_u(i)``, the best K-list over the same rankable items (0 when the neighbours hold no rankable item). It
-  rewards lists that hit what similar users hold, i.e. high-order collaborative signal.
-- ``reward="racs"``: ``alpha * N_K + (1 - alpha) * N_simK`` (alpha 0.5, K 20); ``"ra"``: ``N_K``;
-  ``"ndcg"``: NDCG@K of ``L`` on ``R`` (binary gains, IDCG over ``min(|R|, K)``).
+- ``reward="racs"`` (ReFiT's RACS, counting hits): ``alpha * N_K + (1 - alpha) * N_simK`` with ``N_K = |L ∩
+  R|`` (true positives in the user's top K) and ``N_simK = mean_{v in S(u)} |L ∩ I_v|`` (true positives of the
+  same list for the similar users, averaged over them; 0 without a neighbour), alpha 0.5, K 20. Both terms
+  count hits, so the reward lies in [0, K]. ``"ra"``: ``N_K`` alone (the paper's r_RA).
+- ``reward="racs_norm"`` / ``"ra_norm"`` (recgym's earlier, normalised form): ``N_K = |L ∩ R| / min(|R|, K)``;
+  ``N_simK = sum_{i in L} w_u(i) / max_{|L'| = K} sum_{i in L'} w_u(i)`` with cosine-weighted item weights
+  ``w_u(i) = sum_{v in S(u)} cos(u, v) X[v, i] / sum_{v in S(u)} cos(u, v)``, the best K-list taken over the
+  same rankable items (0 when the neighbours hold none). Both lie in [0, 1].
+- ``"ndcg"``: NDCG@K of ``L`` on ``R`` (binary gains, IDCG over ``min(|R|, K)``).
 
 **Info.** At the step that ends an episode ``info["episode_metrics"]`` holds float32 [B] ``recall``
-(``|L ∩ R| / |R|``), ``ndcg``, ``n_k``, ``n_simk``, ``reward`` and int64 [B, K] ``topk``, valid where
+(``|L ∩ R| / |R|``), ``ndcg``, ``n_k``, ``n_simk`` (in the env's reward form: counts, or normalised for the
+``*_norm`` rewards), ``reward`` and int64 [B, K] ``topk``, valid where
 ``info["_episode_metrics"]`` is True. ``info["user"]`` (int64 [B]) is the current user id at every step.
 
 **For ReFiT / DDPO.** ``env.model`` (the frozen `DiffRec`), ``env.denoiser`` (its frozen network, eval mode,
 no grad), ``env.clone_denoiser()`` (a trainable copy), ``env.posterior_mean(x_t, t, denoiser=None)``,
-``env.posterior_std(t)`` / ``env.posterior_variance(t)``, ``env.log_prob(x_prev, x_t, t, reduce="mean")``
+``env.posterior_std(t)`` / ``env.posterior_variance(t)``, ``env.ranking_exclusion()`` (the items the top-K may not
+hold), ``env.log_prob(x_prev, x_t, t, reduce="mean")``
 (``"sum"``: the exact n_items-dimensional Gaussian log-density; ``"mean"``: divided by n_items, DDPO's
 convention and the recgym default), ``env.terminal_reward(x_0)`` (the reward of any x_0 for the current
 episodes) and ``env.evaluate(denoiser)`` (DiffRec protocol on valid / test).
@@ -63,8 +73,6 @@ from __future__ import annotations
 
 import copy
 import math
-from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -75,16 +83,14 @@ from torch import nn
 
 from recgym.data.base import LoggedDataset
 from recgym.envs.core import BatchedEnv, SingleEnvAdapter, as_action_tensor, hash32, resolve_device
-from recgym.recommenders import (
-    CheckpointMismatchError,
-    DiffRec,
-    DiffRecConfig,
-    DiffRecSplits,
-    default_config,
-    evaluate_diffrec,
-    fit_or_load_diffrec,
-    make_splits,
+from recgym.envs.denoise_resources import (  # noqa: F401  (re-exported: moved there, imported from here)
+    SIGNAL_WEIGHTING,
+    DenoiseResources,
+    guidance_basis,
+    load_resources,
+    similar_user_signal,
 )
+from recgym.recommenders import DiffRec, DiffRecConfig, default_config, evaluate_diffrec
 
 __all__ = [
     "ACTION_MODES",
@@ -99,137 +105,11 @@ __all__ = [
 ]
 
 ACTION_MODES = ("latent", "residual", "guidance")
-REWARDS = ("racs", "ra", "ndcg")
-REWARD_ITEMS = ("holdout", "valid")
+REWARDS = ("racs", "ra", "racs_norm", "ra_norm", "ndcg")
+REWARD_ITEMS = ("train", "holdout", "valid")
 DEFAULT_SCALE = {"latent": 1.0, "residual": 0.05, "guidance": 1.0}
 
 _P_USER, _P_HOLD, _P_NOISE1, _P_NOISE2 = 11, 12, 13, 14
-
-
-# ----------------------------------------------------------------------------------------------- resources
-
-
-def similar_user_signal(train: torch.Tensor, n_similar: int = 10, chunk: int = 512) -> torch.Tensor:
-    """Item weights ``w_u(i)`` from each user's ``n_similar`` most cosine-similar users (float32 [U, I]).
-
-    ``w_u = sum_v cos(u, v) X[v] / sum_v cos(u, v)`` over the top neighbours ``v != u``; a row is 0 when the
-    user has no neighbour with positive similarity.
-    """
-    n_users = train.shape[0]
-    k = min(int(n_similar), n_users - 1)
-    if k < 1:
-        return torch.zeros_like(train)
-    xn = nn.functional.normalize(train, dim=1)
-    out = torch.empty_like(train)
-    for lo in range(0, n_users, chunk):
-        hi = min(n_users, lo + chunk)
-        sim = xn[lo:hi] @ xn.T
-        sim[torch.arange(hi - lo, device=train.device), torch.arange(lo, hi, device=train.device)] = -1.0
-        s, idx = sim.topk(k, dim=1)
-        s = s.clamp(min=0.0)
-        denom = s.sum(1, keepdim=True)
-        wgt = torch.where(denom > 0, s / denom.clamp(min=1e-12), torch.zeros_like(s))
-        out[lo:hi] = torch.einsum("bk,bki->bi", wgt, train[idx])
-    return out
-
-
-def guidance_basis(train: torch.Tensor, g: int) -> torch.Tensor:
-    """Top-``g`` right singular vectors of ``train`` as float32 ``[g, n_items]`` unit rows (deterministic signs)."""
-    n_items = train.shape[1]
-    if not 1 <= g <= n_items:
-        raise ValueError(f"guidance_dim={g} must be in [1, n_items={n_items}]")
-    gram = (train.T.to(torch.float64) @ train.to(torch.float64))
-    evals, evecs = torch.linalg.eigh(gram)  # ascending
-    v = evecs[:, -g:].flip(1).T  # [g, n_items], by decreasing singular value
-    sign = torch.sign(v.gather(1, v.abs().argmax(1, keepdim=True)))
-    return (v * sign).to(torch.float32).contiguous()
-
-
-@dataclass
-class DenoiseResources:
-    """What every env on one (dataset, model config, device) shares: data tensors and the frozen model."""
-
-    name: str
-    model: DiffRec
-    splits: DiffRecSplits
-    train: torch.Tensor  # float32 [U, I] binary
-    valid: torch.Tensor  # bool [U, I]
-    n_train: torch.Tensor  # int64 [U]
-    signal: dict[int, torch.Tensor]  # n_similar -> float32 [U, I]
-    basis: dict[int, torch.Tensor]  # G -> float32 [G, I]
-
-    def similar(self, n_similar: int) -> torch.Tensor:
-        if n_similar not in self.signal:
-            self.signal[n_similar] = similar_user_signal(self.train, n_similar)
-        return self.signal[n_similar]
-
-    def guidance(self, g: int) -> torch.Tensor:
-        if g not in self.basis:
-            self.basis[g] = guidance_basis(self.train, g)
-        return self.basis[g]
-
-
-_MEMO: OrderedDict[Any, DenoiseResources] = OrderedDict()
-_MEMO_SIZE = 2
-
-
-def _freeze(model: DiffRec) -> DiffRec:
-    model.denoiser.eval()
-    for p in model.denoiser.parameters():
-        p.requires_grad_(False)
-    return model
-
-
-def load_resources(dataset: LoggedDataset | str, device: torch.device, config: DiffRecConfig | None = None,
-                   model: DiffRec | None = None, data_dir: Any = None,
-                   dataset_kwargs: dict[str, Any] | None = None, progress: bool = True) -> DenoiseResources:
-    """Dataset splits + frozen pre-trained DiffRec on ``device`` (memoised per process for named datasets)."""
-    key = None
-    if isinstance(dataset, str) and model is None:
-        cfg_key = None if config is None else config.hash()
-        key = (dataset, str(data_dir), repr(sorted((dataset_kwargs or {}).items())), cfg_key, str(device))
-        if key in _MEMO:
-            _MEMO.move_to_end(key)
-            return _MEMO[key]
-    if isinstance(dataset, str):
-        from recgym.data import load_dataset
-
-        ds = load_dataset(dataset, data_dir=data_dir, **(dataset_kwargs or {}))
-    elif isinstance(dataset, LoggedDataset):
-        ds = dataset
-    else:
-        raise TypeError(f"dataset must be a LoggedDataset or a dataset name, got {type(dataset).__name__}")
-    if model is not None:
-        cfg = model.config
-        splits = make_splits(ds, cfg.valid_fraction, cfg.split_seed)
-        fp = model.meta.get("fingerprint")
-        if fp is not None and fp != splits.fingerprint:
-            raise CheckpointMismatchError(
-                f"model was trained on dataset {model.meta.get('dataset')!r} (fingerprint {fp}), "
-                f"but the env's dataset {ds.name!r} has fingerprint {splits.fingerprint}"
-            )
-        if model.n_items != ds.n_items:
-            raise ValueError(f"model has n_items={model.n_items}, dataset {ds.name!r} has {ds.n_items}")
-        model = copy.deepcopy(model).to(device)  # the env freezes its own copy, never the caller's model
-    else:
-        cfg = config or default_config(ds.name)
-        model, splits = fit_or_load_diffrec(ds, cfg, device, progress=progress)
-    train = torch.from_numpy(splits.train).to(device)
-    res = DenoiseResources(
-        name=ds.name,
-        model=_freeze(model),
-        splits=splits,
-        train=train,
-        valid=torch.from_numpy(splits.valid).to(device),
-        n_train=(train > 0).sum(1),
-        signal={},
-        basis={},
-    )
-    if key is not None:
-        _MEMO[key] = res
-        while len(_MEMO) > _MEMO_SIZE:
-            _MEMO.popitem(last=False)
-    return res
 
 
 # ----------------------------------------------------------------------------------------------- the env
@@ -251,7 +131,7 @@ class DiffusionDenoiseEnv(BatchedEnv):
         alpha: float = 0.5,
         k: int = 20,
         n_similar: int = 10,
-        reward_items: str = "holdout",
+        reward_items: str = "train",
         holdout_frac: float = 0.2,
         start_noise: int = 0,
         flat: bool = False,
@@ -277,8 +157,9 @@ class DiffusionDenoiseEnv(BatchedEnv):
             raise ValueError(f"holdout_frac={holdout_frac}, expected in (0, 1)")
         if int(n_similar) < 1:
             raise ValueError(f"n_similar={n_similar}, expected >= 1")
-        if isinstance(config, dict):
-            config = DiffRecConfig.from_dict(config)
+        if isinstance(config, dict):  # overrides of the dataset's default DiffRec config
+            name = dataset.name if isinstance(dataset, LoggedDataset) else str(dataset)
+            config = DiffRecConfig.from_dict({**default_config(name).to_dict(), **config})
         dev = resolve_device(device)
         res = load_resources(dataset, dev, config, model, data_dir, dataset_kwargs, progress)
         self.resources = res
@@ -328,8 +209,10 @@ class DiffusionDenoiseEnv(BatchedEnv):
         # user pool: users that can carry a reward
         if reward_items == "valid":
             eligible = res.valid.any(1)
-        else:
+        elif reward_items == "holdout":
             eligible = res.n_train >= 2
+        else:
+            eligible = res.n_train >= 1
         if users is None:
             pool = torch.nonzero(eligible).flatten()
         else:
@@ -343,7 +226,9 @@ class DiffusionDenoiseEnv(BatchedEnv):
             raise ValueError(f"dataset {res.name!r} has no user with reward items for reward_items={reward_items!r}")
         self.users_pool = pool
         self._eligible = eligible
-        self.signal = res.similar(self.n_similar)  # N_simK is reported in info for every reward kind
+        # N_simK is reported in info for every reward kind: counting (uniform) unless the reward is normalised
+        self.normalized = reward in ("racs_norm", "ra_norm")
+        self.signal = res.similar(self.n_similar, "cosine" if self.normalized else "uniform")
         self.basis = res.guidance(self.guidance_dim) if action_mode == "guidance" else None
         self._item_ids = torch.arange(n, dtype=torch.int64, device=dev)
         self._disc = 1.0 / torch.log2(torch.arange(2, self.k + 2, dtype=torch.float32, device=dev))
@@ -416,28 +301,39 @@ class DiffusionDenoiseEnv(BatchedEnv):
                 return self.model.log_prob(x_prev, x_t, tm, reduce=reduce)
         return self.model.log_prob(x_prev, x_t, tm, reduce=reduce, denoiser=denoiser)
 
+    def ranking_exclusion(self) -> torch.Tensor | None:
+        """Items the current episodes' top-K lists may not contain (bool [B, n_items]): the input history, or
+        None with ``reward_items="train"`` (the targets are the input itself)."""
+        return None if self.reward_items == "train" else self.history > 0
+
     def terminal_reward(self, x0: torch.Tensor) -> dict[str, torch.Tensor]:
         """Reward and metrics of final scores ``x0`` [B, n_items] for the current episodes (see module doc)."""
         if tuple(x0.shape) != (self.num_envs, self.n_items):
             raise ValueError(f"x0 has shape {tuple(x0.shape)}, expected ({self.num_envs}, {self.n_items})")
         from recgym.metrics import topk_from_scores
 
-        excl = self.history > 0
+        excl = self.ranking_exclusion()
         top = topk_from_scores(x0, self.k, exclude_mask=excl)
         hits = self.reward_mask.gather(1, top).to(torch.float32)
         n_hit = hits.sum(1)
         n_r = self.reward_mask.sum(1)
         cap = n_r.clamp(max=self.k)
-        n_k = n_hit / cap.clamp(min=1).to(torch.float32)
         recall = n_hit / n_r.clamp(min=1).to(torch.float32)
         ndcg = (hits * self._disc).sum(1) / self._idcg[cap].clamp(min=1e-12)
-        w = self.signal[self.user].masked_fill(excl, 0.0)
-        best = w.topk(self.k, dim=1).values.sum(1)
+        w = self.signal[self.user]
         gain = w.gather(1, top).sum(1)
-        n_simk = torch.where(best > 0, gain / best.clamp(min=1e-12), torch.zeros_like(best))
-        if self.reward_kind == "racs":
+        if self.normalized:
+            n_k = n_hit / cap.clamp(min=1).to(torch.float32)
+            if excl is not None:
+                w = w.masked_fill(excl, 0.0)
+            best = w.topk(self.k, dim=1).values.sum(1)
+            n_simk = torch.where(best > 0, gain / best.clamp(min=1e-12), torch.zeros_like(best))
+        else:  # counts: hits of L on R, and the neighbours' mean hits of L on their own items
+            n_k = n_hit
+            n_simk = gain
+        if self.reward_kind in ("racs", "racs_norm"):
             r = self.alpha * n_k + (1.0 - self.alpha) * n_simk
-        elif self.reward_kind == "ra":
+        elif self.reward_kind in ("ra", "ra_norm"):
             r = n_k
         else:
             r = ndcg
@@ -487,6 +383,9 @@ class DiffusionDenoiseEnv(BatchedEnv):
         if self.reward_items == "valid":
             hist = row
             rmask = self.resources.valid[user]
+        elif self.reward_items == "train":
+            hist = row
+            rmask = has
         else:
             u = self._uniform(_P_HOLD)
             hold = has & (u < self.holdout_frac)

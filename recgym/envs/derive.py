@@ -20,7 +20,7 @@ FAMILIES = ("GroundTruthRec", "InteractiveRec")
 _VEC_ONLY_KWARGS = ("num_envs", "vectorization_mode", "vector_kwargs", "wrappers", "max_episode_steps")
 # Kwargs only InteractiveRec takes (its reward preset, world model and shaping weights).
 INTERACTIVE_ONLY_KWARGS = ("reward_preset", "world_model", "world_model_config", "world_model_seed", "lambda_u",
-                           "lambda_ent", "lambda_int", "alpha", "beta", "entropy_window", "progress")
+                           "lambda_ent", "lambda_int", "alpha", "beta", "entropy_window", "shift", "progress")
 
 
 @dataclass(frozen=True)

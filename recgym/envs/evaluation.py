@@ -2,8 +2,12 @@
 
 Episode assignment is fixed in advance so the estimate is unbiased (no preference for short episodes, which
 finish first): with ``B = env.num_envs``, episode slot ``s`` is the ``(s // B)``-th episode of env ``s % B``.
-Env ``i``'s episodes come from its own seed stream (``seed + i``, see `recgym.envs.core`), so the same
-``seed`` gives the same users in the same slots whatever the policy does.
+The env is reset with ``derive_seed(seed, "evaluate")``, a 62-bit hash of ``seed`` (env ``i`` then follows
+its own stream, that value + ``i``, see `recgym.envs.core`): the same ``seed`` gives the same users in the
+same slots whatever the policy does, and two different seeds give independent users. (Resetting with ``seed``
+itself would make seed ``k + 1``'s env ``i`` replay seed ``k``'s env ``i + 1``: "different seeds" would share
+almost every user.) Every other evaluation stream (an agent's k-th evaluation, the runner's final one) is
+`derive_seed` of the run's seed and a purpose, never the seed plus a constant.
 
 Returned keys (floats): ``R_cumu``, ``R_avg`` (ratio of means: total reward / total steps), ``Length``,
 ``CV`` (distinct items over all episodes / catalogue), ``CV_turn`` (distinct / total recommendations), ``MCD``
@@ -18,6 +22,7 @@ a ``*_std`` over episodes where a per-episode value exists (``R_avg_std``: per-e
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +33,21 @@ from gymnasium.vector import AutoresetMode
 from recgym import metrics
 from recgym.envs.rec import RecEnv
 
-__all__ = ["evaluate", "majority_for"]
+__all__ = ["derive_seed", "evaluate", "majority_for"]
+
+_SEED_BITS = 62  # env seeds are 62-bit (`recgym.envs.core`)
+
+
+def derive_seed(seed: int, purpose: str, *index: int) -> int:
+    """An env seed in ``[0, 2**62 - 2**32)`` for the stream (``seed``, ``purpose``, ``index``...), by sha256.
+
+    Independent of every other (seed, purpose, index) combination, unlike ``seed + constant`` (env ``i`` of a
+    batched env reset with ``s`` replays ``s + i``, so consecutive seeds overlap). The range leaves room for
+    ``s + i`` over 2**32 envs without wrapping.
+    """
+    key = ":".join([str(int(seed)), str(purpose), *(str(int(i)) for i in index)])
+    value = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
+    return value % ((1 << _SEED_BITS) - (1 << 32))
 
 
 def majority_for(env: RecEnv) -> np.ndarray:
@@ -156,7 +175,7 @@ def _run(act: Callable[[Any, dict[str, Any]], Any], env: RecEnv, n: int, seed: i
     ep_k = torch.zeros(b, dtype=torch.int64, device=dev)
     env_idx = torch.arange(b, device=dev)
     rows = torch.arange(b, device=dev)
-    obs, info = env.reset(seed=seed)
+    obs, info = env.reset(seed=derive_seed(seed, "evaluate"))
     n_rounds = -(-n // b)
     max_steps = n_rounds * t_max + 1
     for _ in range(max_steps):

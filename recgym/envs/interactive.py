@@ -10,7 +10,7 @@ with shaping. For the action ``a`` at step ``k`` (0-based, the k-th item of the 
 
     raw = mean[u, a] - lambda_u * unc[u, a]
           + lambda_ent * w_loc(k) * E_loc + lambda_int * w_glob(k) * E_glob
-    r   = max(0, raw - MIN_R)
+    r   = max(0, raw - shift(k))
 
 * ``mean``, ``unc``: the world model's predicted reward and uncertainty matrices (computed once, on the
   device; `recgym.worldmodels.fit_or_load` fits the model on first use and caches it).
@@ -18,7 +18,8 @@ with shaping. For the action ``a`` at step ``k`` (0-based, the k-th item of the 
   the normalised entropy ``H(next item | the sorted last w items) / log2(#distinct next items)`` read from a
   table built from the training logs (each user's logs in time order; sets followed by a single distinct next
   item have entropy 1); the last ``w`` items include ``a`` itself. A set never seen in the logs, or an
-  episode shorter than ``w``, counts 1. ``E_loc`` is the sum over windows (as in DORL's code).
+  episode shorter than ``w``, counts 1. ``E_loc`` is the sum over windows (as in DORL's code), at most
+  ``E_max = len(entropy_window)``.
 * ``E_glob`` (R3S's interactive penalty, global): the same table and rule, but the ``w`` items are taken at
   ``w`` distinct positions drawn uniformly at random from the whole trajectory so far (positions ``0..k``,
   ``a`` included) instead of the contiguous last ``w``. Draws come from the env's counter-based per-env
@@ -27,31 +28,60 @@ with shaping. For the action ``a`` at step ``k`` (0-based, the k-th item of the 
   leaves it open): ``w_loc(k) = f(k)`` and ``w_glob(k) = 1 - f(k)``, a convex split that moves weight from
   the local term early in the episode to the global term as the episode grows; ``lambda_ent`` and
   ``lambda_int`` scale the two terms. ``alpha=1, beta=0`` gives ``w_loc = 1``, ``w_glob = 0``: DORL.
-* ``MIN_R`` (DORL's shift) = ``min(mean - lambda_u * unc) + lambda_ent * min_k w_loc(k) * E_min
-  + lambda_int * min_k w_glob(k) * E_min`` over the episode's steps, with ``E_min`` the smallest possible
-  entropy sum, so ``raw - MIN_R >= 0`` and the clip at 0 (DORL's ``clip0``) is a safeguard.
+* ``shift`` (``shift=``):
+
+  - ``"dorl"``: DORL's constant ``MIN_R = min(mean) - lambda_u * max(unc) + lambda_ent * min_k w_loc(k) *
+    E_min + lambda_int * min_k w_glob(k) * E_min`` (DORL-codes ``simulated_env.py``; ``E_min`` = the sum over
+    windows of the smallest table entropy), so ``raw - MIN_R >= 0`` and the clip at 0 (DORL's ``clip0``) is a
+    safeguard. With DORL's weights (``alpha=1, beta=0, lambda_int=0``) this is exactly DORL's shift.
+  - ``"cellwise"``: ``min(mean - lambda_u * unc) + ...`` (the minimum over cells of the penalised mean; the
+    rule recgym used for every preset before DORL's was followed; kept for ``roler``).
+  - ``"penalty"``: ``shift(k) = -lambda_u * U_log + (lambda_ent * w_loc(k) + lambda_int * w_glob(k)) * E_max``
+    with ``U_log`` the mean uncertainty over the logged pairs (``env.u_ref``), i.e. ``r = mean - lambda_u * (unc
+    - U_log) - lambda_ent * w_loc * (E_max - E_loc) - lambda_int * w_glob * (E_max - E_glob)``, clipped at 0:
+    the entropy terms are penalties that are 0 in a maximally diverse trajectory and the uncertainty penalty
+    counts the uncertainty beyond what the model has on the data it was fitted on (a logged pair pays nothing
+    on average), so the training reward stays on the rating scale of the world model's mean. The A2C state tracker
+    normalises the rewards it observes with the *evaluation* env's range, so this keeps its "last reward"
+    feature on the same scale in training and at evaluation (with ``"dorl"`` the constant ``-MIN_R`` moves every
+    training reward up by ``lambda_ent * E_min - min(mean) + lambda_u * max(unc)``). Default of ``r3s``.
 
 Reward presets (``reward_preset=``; every weight can be overridden by its kwarg):
 
 ======== ============= ============================================= ======================================
 preset   world model   weights                                       source
 ======== ============= ============================================= ======================================
-r3s      diffusion     lambda_u, lambda_ent, lambda_int = lambda_ent, R3S: alpha 0.5, beta 1.0 (paper);
-                       alpha 0.5, beta 1.0                           lambda_u: ours (paper gives none)
-dorl     deepfm        lambda_u (= lambda_var), lambda_ent           per dataset, below
+r3s      diffusion     lambda_u 1 (below), lambda_ent,               R3S: alpha 0.5, beta 1.0 (paper);
+                       lambda_int = lambda_ent, alpha 0.5, beta 1.0  lambda_u and shift: ours
+                       shift "penalty"
+dorl     deepfm        lambda_u (= lambda_var), lambda_ent,          per dataset, below
+                       shift "dorl"
 mopo     deepfm        lambda_u (MOPO's lambda_var), lambda_ent = 0  DORL's MOPO; per dataset, below
 mbpo     deepfm        lambda_u = 0, lambda_ent = 0                  DORL's MBPO
-roler    knn (train)   lambda_u, lambda_ent                          ROLeR: kNN-shaped reward + distance
+roler    knn (train)   lambda_u, lambda_ent, shift "cellwise"        ROLeR: kNN-shaped reward + distance
 ======== ============= ============================================= ======================================
 
 Per-dataset (lambda_var, lambda_ent), published: KuaiRec DORL (0.05, 5), MOPO lambda_var 0.05 and KuaiRand
 (0.01, 0.05), MOPO 0.01 (DORL paper); Coat DORL (0.005, 1), MOPO 0.02 and Yahoo DORL (0.01, 1), MOPO 0.01 (the
 run commands of ROLeR's public code; R3S says it adopts ROLeR's offline-RL set-up). Synthetic and ML-1M have
 none and use Yahoo's. ``lambda_ent`` of r3s and roler is the dataset's DORL value (R3S: ``lambda_int =
-lambda_ent``). R3S's uncertainty is a standard deviation in reward units, so its lambda_u is 0.1 (ours; no
-published value). ROLeR's distance uncertainty is in reward units too (distance x reward std); we use lambda_u
-0.1. (Why datasets without a published value borrow Yahoo's instead of DORL's code default lambda_ent 5: see
+lambda_ent``). ROLeR's distance uncertainty is in reward units (distance x reward std); we use lambda_u 0.1.
+(Why datasets without a published value borrow Yahoo's instead of DORL's code default lambda_ent 5: see
 "History of design measurements" in docs/RESULTS.md.)
+
+R3S's lambda_u (the paper gives no value) is 1: its uncertainty is the standard deviation of the diffusion
+world model's samples, in reward units, so ``mean - unc`` is a one-sigma lower bound (MOPO's penalty with an
+error estimate in reward units). Calibrated on the unbiased test ratings (mean absolute error / mean
+uncertainty, a model-selection use of the test split) the scale is 0.99 on Coat and 0.90 on Yahoo. ``lambda_u="gap"``
+applies the **gap rule** (`gap_rule_lambda_u`) instead, computed from the fitted world model and the training
+logs only: ``(mean over logged pairs of mean - mean over unlogged pairs of mean) / (mean over unlogged pairs of
+unc - mean over logged pairs of unc)``, the scale at which the extra penalty an unlogged pair pays on average
+equals the reward advantage the model gives the logged (self-selected) pairs; 0 when either gap is not
+positive, at most `LAMBDA_U_MAX`. It is not the default: the diffusion model's uncertainty is nearly as large
+on logged as on unlogged pairs, so the rule gives 2.3 on Coat and 10 (the cap) on Yahoo, where ``mean - lambda_u
+unc`` ranks the unbiased test ratings clearly worse than the mean does (docs/RESULTS.md, "R3S"). ``lambda_u="dorl"`` takes the dataset's DORL
+lambda_var (the weight of DORL's max-variance uncertainty; R3S's "without diffusion" ablation uses it with
+``world_model="deepfm"``). ``env.shaping.lambda_u_rule`` says which applied.
 
 World model: ``world_model=`` a kind (default: the preset's) or a fitted model object (anything with
 ``predict() -> (mean, unc)``); ``world_model_config=`` its config (default: the class defaults, lighter ones on
@@ -76,7 +106,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from recgym.data.base import LoggedDataset
-from recgym.envs.core import SingleEnvAdapter
+from recgym.envs.core import SingleEnvAdapter, resolve_device
 from recgym.envs.protocol import dataset_key
 from recgym.envs.rec import RecEnv, RecState, _load
 
@@ -86,6 +116,7 @@ __all__ = [
     "InteractiveRecEnv",
     "Shaping",
     "decay_weights",
+    "gap_rule_lambda_u",
     "make_interactive_single",
     "make_interactive_vec",
     "resolve_shaping",
@@ -104,10 +135,13 @@ _PUBLISHED: dict[str, dict[str, tuple[float, float]]] = {
 _SOURCES = {"kuairec": "DORL paper (arXiv:2307.04571)", "kuairand": "DORL paper (arXiv:2307.04571)",
             "coat": "ROLeR code's Coat commands", "yahoo": "ROLeR code's Yahoo commands"}
 _DEFAULT_DATASET = "yahoo"  # rating-scale data without a published setting borrow Yahoo's values
-_R3S_LAMBDA_U = 0.1
+_R3S_LAMBDA_U = 1.0  # the uncertainty is a standard deviation in reward units: a one-sigma lower bound
 _ROLER_LAMBDA_U = 0.1
+LAMBDA_U_MAX = 10.0  # cap of the gap rule (a near-zero uncertainty gap would otherwise give any scale)
 
 REWARD_PRESETS = ("r3s", "dorl", "mopo", "mbpo", "roler")
+SHIFTS = ("dorl", "cellwise", "penalty")
+LAMBDA_U_RULES = ("fixed", "gap", "dorl")
 
 
 @dataclass(frozen=True)
@@ -115,7 +149,9 @@ class Shaping:
     """The effective reward shaping of one InteractiveRec env (see the module docstring for each weight).
 
     ``world_model`` is the world-model kind (or the class / ``kind`` of a fitted model passed in); ``source``
-    says where the weights come from.
+    says where the weights come from; ``shift`` is the reward shift and ``lambda_u_rule`` says whether
+    ``lambda_u`` was given as a number (``"fixed"``) or by a rule (``"dorl"``: the dataset's DORL lambda_var;
+    ``"gap"``: computed by the env from its fitted world model).
     """
 
     reward_preset: str
@@ -127,6 +163,8 @@ class Shaping:
     beta: float
     entropy_window: tuple[int, ...]
     source: str
+    shift: str = "dorl"
+    lambda_u_rule: str = "fixed"
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (for ``info["shaping"]`` and results JSON)."""
@@ -139,7 +177,7 @@ def resolve_shaping(reward_preset: str, dataset_name: str, **overrides: Any) -> 
     if key not in REWARD_PRESETS:
         raise ValueError(f"unknown InteractiveRec reward_preset {reward_preset!r}; valid reward presets: "
                          f"{list(REWARD_PRESETS)}")
-    fields = {f.name for f in dataclasses.fields(Shaping)} - {"reward_preset", "source"}
+    fields = {f.name for f in dataclasses.fields(Shaping)} - {"reward_preset", "source", "lambda_u_rule"}
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise ValueError(f"unknown shaping field(s) {unknown}; valid fields: {sorted(fields)}")
@@ -148,10 +186,13 @@ def resolve_shaping(reward_preset: str, dataset_name: str, **overrides: Any) -> 
     source = _SOURCES[ds] if ds in _PUBLISHED else f"no published value; {_SOURCES[_DEFAULT_DATASET]} (Yahoo's)"
     lam_var, lam_ent = table["dorl"]
     base: dict[str, Any] = {"reward_preset": key, "entropy_window": (1, 2), "alpha": 1.0, "beta": 0.0,
-                            "lambda_int": 0.0, "world_model": "deepfm", "source": source}
+                            "lambda_int": 0.0, "world_model": "deepfm", "source": source, "shift": "dorl",
+                            "lambda_u_rule": "fixed"}
     if key == "r3s":
-        base.update(world_model="diffusion", lambda_u=_R3S_LAMBDA_U, lambda_ent=lam_ent, lambda_int=lam_ent,
-                    alpha=0.5, beta=1.0, source=f"R3S decay (paper); lambda_ent: {source}, lambda_u ours")
+        base.update(world_model="diffusion", lambda_u=_R3S_LAMBDA_U, lambda_ent=lam_ent,
+                    lambda_int=lam_ent, alpha=0.5, beta=1.0, shift="penalty",
+                    source=f"R3S decay (paper); lambda_ent: {source}; lambda_u (one-sigma bound) and penalty shift: "
+                           "ours")
     elif key == "dorl":
         base.update(lambda_u=lam_var, lambda_ent=lam_ent)
     elif key == "mopo":
@@ -159,11 +200,22 @@ def resolve_shaping(reward_preset: str, dataset_name: str, **overrides: Any) -> 
     elif key == "mbpo":
         base.update(lambda_u=0.0, lambda_ent=0.0)
     elif key == "roler":
-        base.update(world_model="knn", lambda_u=_ROLER_LAMBDA_U, lambda_ent=lam_ent,
+        base.update(world_model="knn", lambda_u=_ROLER_LAMBDA_U, lambda_ent=lam_ent, shift="cellwise",
                     source=f"ROLeR kNN shaping; lambda_ent: {source}, lambda_u ours")
     for k, v in overrides.items():
         if v is not None:
             base[k] = v
+    if isinstance(base["lambda_u"], str):
+        if base["lambda_u"] not in LAMBDA_U_RULES[1:]:
+            raise ValueError(f"lambda_u must be a number >= 0 or one of {list(LAMBDA_U_RULES[1:])} (a rule: 'gap' "
+                             f"from the fitted world model, 'dorl' the dataset's DORL lambda_var), got "
+                             f"{base['lambda_u']!r}")
+        base["lambda_u_rule"] = base["lambda_u"]
+        base["lambda_u"] = lam_var if base["lambda_u"] == "dorl" else 0.0  # gap: a placeholder the env replaces
+    else:
+        base["lambda_u_rule"] = "fixed"
+    if base["shift"] not in SHIFTS:
+        raise ValueError(f"shift={base['shift']!r}; valid shifts: {list(SHIFTS)}")
     for name in ("lambda_u", "lambda_ent", "lambda_int", "alpha", "beta"):
         val = float(base[name])
         if not math.isfinite(val) or val < 0:
@@ -176,6 +228,39 @@ def resolve_shaping(reward_preset: str, dataset_name: str, **overrides: Any) -> 
         raise ValueError(f"entropy_window must be distinct ints >= 1, got {base['entropy_window']!r}")
     base["entropy_window"] = win
     return Shaping(**base)
+
+
+def logged_unlogged_means(x: torch.Tensor, users: np.ndarray | torch.Tensor,
+                          items: np.ndarray | torch.Tensor) -> tuple[float, float]:
+    """(mean of ``x`` over the logged pairs ``(users, items)``, mean over all other pairs); duplicates count once."""
+    n_users, n_items = x.shape
+    u = torch.as_tensor(np.array(users, dtype=np.int64), device=x.device)
+    i = torch.as_tensor(np.array(items, dtype=np.int64), device=x.device)
+    if u.numel() == 0:
+        raise ValueError("logged / unlogged means need logged pairs; the training logs are empty")
+    flat = torch.unique(u * n_items + i)
+    n_log, n_all = flat.numel(), n_users * n_items
+    if n_log >= n_all:
+        raise ValueError("logged / unlogged means need unlogged pairs; every (user, item) pair is logged")
+    v = x.reshape(-1).double()
+    s_log = float(v[flat].sum())
+    return s_log / n_log, (float(v.sum()) - s_log) / (n_all - n_log)
+
+
+def gap_rule_lambda_u(mean: torch.Tensor, unc: torch.Tensor, users: np.ndarray | torch.Tensor,
+                      items: np.ndarray | torch.Tensor) -> float:
+    """R3S's lambda_u by the gap rule (see the module docstring) from the fitted ``mean`` / ``unc`` matrices and
+    the logged pairs ``(users, items)`` (duplicates count once).
+
+    ``(mean_logged - mean_unlogged) / (unc_unlogged - unc_logged)`` over pair averages, 0 when either gap is
+    not positive, at most `LAMBDA_U_MAX`.
+    """
+    m_log, m_unl = logged_unlogged_means(mean, users, items)
+    s_log, s_unl = logged_unlogged_means(unc, users, items)
+    gap_r, gap_u = m_log - m_unl, s_unl - s_log
+    if gap_r <= 0 or gap_u <= 0:
+        return 0.0
+    return float(min(gap_r / gap_u, LAMBDA_U_MAX))
 
 
 def decay_weights(k: torch.Tensor, alpha: float, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -272,6 +357,8 @@ class EntropyTable:
 class InteractiveRecEnv(RecEnv):
     """`RecEnv` with a world-model reward and DORL / R3S shaping (see the module docstring)."""
 
+    u_ref = 0.0  # the "penalty" shift's reference uncertainty (mean over the logged pairs)
+
     def __init__(
         self,
         dataset: LoggedDataset | str = "synthetic",
@@ -282,12 +369,13 @@ class InteractiveRecEnv(RecEnv):
         world_model: Any = None,
         world_model_config: dict[str, Any] | None = None,
         world_model_seed: int = 0,
-        lambda_u: float | None = None,
+        lambda_u: float | str | None = None,
         lambda_ent: float | None = None,
         lambda_int: float | None = None,
         alpha: float | None = None,
         beta: float | None = None,
         entropy_window: tuple[int, ...] | list[int] | None = None,
+        shift: str | None = None,
         progress: bool = True,
         data_dir: Any = None,
         dataset_kwargs: dict[str, Any] | None = None,
@@ -299,9 +387,9 @@ class InteractiveRecEnv(RecEnv):
         shaping = resolve_shaping(
             reward_preset, ds.name, lambda_u=lambda_u, lambda_ent=lambda_ent, lambda_int=lambda_int, alpha=alpha,
             beta=beta, entropy_window=None if entropy_window is None else tuple(entropy_window),
-            world_model=wm_kind,
+            world_model=wm_kind, shift=shift,
         )
-        dev = torch.device(device)
+        dev = resolve_device(device)
         if world_model is None or isinstance(world_model, str):
             from recgym.worldmodels import default_config, fit_or_load
 
@@ -325,18 +413,34 @@ class InteractiveRecEnv(RecEnv):
             protocol = "roler" if shaping.reward_preset == "roler" else "dorl"
         ctor = {"dataset": ds, "num_envs": num_envs, "reward_preset": reward_preset, "protocol": protocol, "world_model": model,
                 "lambda_u": lambda_u, "lambda_ent": lambda_ent, "lambda_int": lambda_int, "alpha": alpha,
-                "beta": beta, "entropy_window": entropy_window, "progress": progress, "device": device, **kwargs}
+                "beta": beta, "entropy_window": entropy_window, "shift": shift, "progress": progress,
+                "device": device, **kwargs}
+        mean, unc = mean.to(dev, torch.float32), unc.to(dev, torch.float32)
+        logged = (ds.train["user"].to_numpy(np.int64), ds.train["item"].to_numpy(np.int64))
+        if shaping.lambda_u_rule == "gap":
+            shaping = dataclasses.replace(shaping, lambda_u=gap_rule_lambda_u(mean, unc, *logged))
         self.shaping = shaping
         self.table = EntropyTable.from_logs(ds, shaping.entropy_window, dev)
-        base = (mean.to(dev, torch.float32) - shaping.lambda_u * unc.to(dev, torch.float32))
+        base = mean - shaping.lambda_u * unc
         # bounds of the decayed terms over the episode's steps
         max_turn_guess = int(kwargs.get("max_turn") or 30)
         ks = torch.arange(max(max_turn_guess, 30), device=dev)
         w_loc, w_glob = decay_weights(ks, shaping.alpha, shaping.beta)
         e_min, e_max = self.table.min_sum(), float(len(shaping.entropy_window))
+        self._e_max = e_max
         la, li = shaping.lambda_ent, shaping.lambda_int
-        self.min_r = float(base.min()) + la * float(w_loc.min()) * e_min + li * float(w_glob.min()) * e_min
-        max_r = float(base.max()) + la * float(w_loc.max()) * e_max + li * float(w_glob.max()) * e_max - self.min_r
+        ent_lo = la * float(w_loc.min()) * e_min + li * float(w_glob.min()) * e_min
+        ent_hi = la * float(w_loc.max()) * e_max + li * float(w_glob.max()) * e_max
+        if shaping.shift == "dorl":  # DORL-codes simulated_env.py: MIN_R / MAX_R
+            self.min_r = float(mean.min()) - shaping.lambda_u * float(unc.max()) + ent_lo
+            max_r = float(mean.max()) - shaping.lambda_u * float(unc.min()) + ent_hi - self.min_r
+        elif shaping.shift == "cellwise":
+            self.min_r = float(base.min()) + ent_lo
+            max_r = float(base.max()) + ent_hi - self.min_r
+        else:  # penalty: the uncertainty from its logged-pair average, the entropies from E_max (per step)
+            self.u_ref = logged_unlogged_means(unc, *logged)[0]
+            self.min_r = -shaping.lambda_u * self.u_ref
+            max_r = max(float(base.max()) - self.min_r, 0.0)
         self._base_flat = base.reshape(-1).contiguous()
         super().__init__(ds, num_envs, device=dev, protocol=protocol, reward_range=(0.0, max_r * (1 + 1e-5) + 1e-6),
                          **kwargs)
@@ -396,6 +500,8 @@ class InteractiveRecEnv(RecEnv):
             r = r + sh.lambda_ent * w_loc * self.local_entropy(self.traj, k)
         if sh.lambda_int > 0:
             r = r + sh.lambda_int * w_glob * self.global_entropy(self.traj, k)
+        if sh.shift == "penalty":
+            return (r - self.min_r - (sh.lambda_ent * w_loc + sh.lambda_int * w_glob) * self._e_max).clamp_min(0.0)
         return (r - self.min_r).clamp_min(0.0)
 
     # -- bookkeeping -----------------------------------------------------------------------------------------
@@ -404,12 +510,12 @@ class InteractiveRecEnv(RecEnv):
         sh = self.shaping
         out.update({"reward_preset": sh.reward_preset, "world_model": sh.world_model, "lambda_u": sh.lambda_u,
                     "lambda_ent": sh.lambda_ent, "lambda_int": sh.lambda_int, "alpha": sh.alpha, "beta": sh.beta,
-                    "entropy_window": tuple(sh.entropy_window)})
+                    "entropy_window": tuple(sh.entropy_window), "shift": sh.shift})
         return out
 
     def _reset_info(self) -> dict[str, Any]:
         info = super()._reset_info()
-        # plain values: the shaping, plus the protocol name and the shift MIN_R this env computed
+        # plain values: the shaping, plus the protocol name and the constant part of the shift (MIN_R)
         info["shaping"] = {**self.shaping.as_dict(), "protocol": self.protocol["name"], "min_r": self.min_r}
         return info
 

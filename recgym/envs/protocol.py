@@ -1,10 +1,21 @@
 """Evaluation protocols of the rec envs: the published quit-rule window N, threshold M, mode and episode length.
 
 A protocol (``protocol=`` of ``GroundTruthRec-*`` and ``InteractiveRec-*``) fixes, per dataset, the quit rule's
-window N (``num_leave_compute``) and threshold M (``leave_threshold``), the mode (FB / NX_0 / NX_10) and
-``max_turn``. `PROTOCOLS` holds the published values as typed `ProtocolDefaults`; `resolve_protocol` returns
+window N (``num_leave_compute``) and threshold M (``leave_threshold``), which items form the window early in an
+episode (``quit_window``, below), the mode (FB / NX_0 / NX_10) and ``max_turn``. `PROTOCOLS` holds the published values as typed `ProtocolDefaults`; `resolve_protocol` returns
 the effective `Protocol` of one env (a named protocol for a dataset, overridden by explicit kwargs). Kept apart
 from the env dynamics (`recgym.envs.rec`) so that a new protocol or dataset value is a table edit here.
+
+Quit window (``quit_window``), at step t (t items recommended so far, the check runs from t >= 1):
+
+* ``"published"``: the window of the original code, ``sequence_action[t - N : t]`` with Python slice semantics
+  (DORL-codes ``environments/coat/env/Coat.py`` ``_determine_whether_to_leave``, the same line in its Yahoo.py,
+  KuaiEnv.py and KuaiRand.py, and in EasyRL4Rec's envs). While t < N the slice start is negative and counts
+  from the end, so the window is ``seq[max(0, 2t - N) : t]``: the last ``min(t, N - t)`` items (N = 10: sizes
+  1, 2, 3, 4, 5, 4, 3, 2, 1 for t = 1..9), then the last N. Default of ``dorl``, ``dorl_code`` and
+  ``easyrl4rec``, whose published numbers were measured with it.
+* ``"last_n"``: the last ``min(t, N)`` items, the rule as the papers state it. Default of ``roler`` (N = 1, where
+  both windows are the one previous item) and ``custom``.
 
 Sources of the values:
 
@@ -28,26 +39,30 @@ Sources of the values:
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DATASET_KEYS", "MODES", "PROTOCOLS", "QUIT_RULES", "Protocol", "ProtocolDefaults", "dataset_key",
-           "resolve_protocol"]
+__all__ = ["DATASET_KEYS", "MODES", "PROTOCOLS", "QUIT_RULES", "QUIT_WINDOWS", "Protocol", "ProtocolDefaults",
+           "dataset_key", "quit_window_size", "resolve_protocol"]
 
 MODES = ("FB", "NX_0", "NX_10")
 QUIT_RULES = ("distance", "category")
+QUIT_WINDOWS = ("published", "last_n")
 DATASET_KEYS = ("coat", "yahoo", "kuairand", "kuairec", "ml1m", "synthetic")
 _FALLBACK = (1, 0.0)  # (N, M) for a dataset a protocol gives no value for
 
 
 @dataclass(frozen=True)
 class ProtocolDefaults:
-    """One named protocol: its mode, its episode length and the published (N, M) per dataset key."""
+    """One named protocol: its mode, its episode length, the published (N, M) per dataset key and its quit window."""
 
     mode: str
     max_turn: int
     values: Mapping[str, tuple[int, float]] = field(default_factory=dict)
+    quit_window: str = "last_n"
 
 
 @dataclass(frozen=True)
@@ -55,7 +70,8 @@ class Protocol:
     """The effective protocol of one env: the named protocol's values for the dataset, after explicit overrides.
 
     ``source`` says where N and M come from: the protocol's name (published), ``"fallback"`` (the protocol has
-    no value for this dataset: N=1, M=0) or ``"custom"``.
+    no value for this dataset: N=1, M=0) or ``"custom"``. ``quit_window`` is one of `QUIT_WINDOWS` (see the
+    module docstring).
     """
 
     name: str
@@ -66,6 +82,7 @@ class Protocol:
     leave_threshold: float
     max_turn: int
     source: str
+    quit_window: str = "last_n"
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (for ``info["protocol"]``, env specs and results JSON)."""
@@ -74,14 +91,22 @@ class Protocol:
 
 PROTOCOLS: dict[str, ProtocolDefaults] = {
     "dorl": ProtocolDefaults("NX_0", 30, {"coat": (3, 10.0), "yahoo": (3, 120.0), "kuairec": (4, 0.0),
-                                          "kuairand": (4, 0.0), "synthetic": (1, 0.0)}),
+                                          "kuairand": (4, 0.0), "synthetic": (1, 0.0)}, "published"),
     "dorl_code": ProtocolDefaults("NX_0", 30, {"coat": (3, 10.0), "yahoo": (3, 120.0), "kuairec": (10, 0.0),
-                                               "kuairand": (10, 0.0), "synthetic": (1, 0.0)}),
-    "roler": ProtocolDefaults("NX_0", 30, {k: (1, 0.0) for k in DATASET_KEYS}),
+                                               "kuairand": (10, 0.0), "synthetic": (1, 0.0)}, "published"),
+    "roler": ProtocolDefaults("NX_0", 30, {k: (1, 0.0) for k in DATASET_KEYS}, "last_n"),
     "easyrl4rec": ProtocolDefaults("FB", 30, {"coat": (7, 6.0), "yahoo": (3, 120.0), "kuairec": (9, 1.0),
-                                              "kuairand": (10, 0.0), "ml1m": (7, 75.0), "synthetic": (1, 0.0)}),
-    "custom": ProtocolDefaults("NX_0", 30, {}),
+                                              "kuairand": (10, 0.0), "ml1m": (7, 75.0), "synthetic": (1, 0.0)},
+                                   "published"),
+    "custom": ProtocolDefaults("NX_0", 30, {}, "last_n"),
 }
+
+
+def _integer(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int >= ``minimum``; ValueError naming ``name`` for a bool, a fraction or a non-number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def dataset_key(name: str) -> str:
@@ -90,6 +115,21 @@ def dataset_key(name: str) -> str:
     from recgym.data.registry import protocol_key
 
     return protocol_key(name)
+
+
+def quit_window_size(t: int, n: int, quit_window: str) -> int:
+    """How many of the last items form the quit window at step ``t`` (``t`` items recommended) with window N = ``n``.
+
+    ``"last_n"``: ``min(t, n)``. ``"published"``: the length of the original ``seq[t - n : t]`` on a list of ``t``
+    items, i.e. ``min(t, n - t)`` while ``t < n``, then ``n``.
+    """
+    if quit_window not in QUIT_WINDOWS:
+        raise ValueError(f"quit_window={quit_window!r}, expected one of {list(QUIT_WINDOWS)}")
+    if t < 0 or n < 0:
+        raise ValueError(f"t and n must be >= 0, got t={t}, n={n}")
+    if quit_window == "last_n" or t >= n:
+        return min(t, n)
+    return min(t, n - t)
 
 
 def resolve_protocol(
@@ -102,11 +142,13 @@ def resolve_protocol(
     num_leave_compute: int | None = None,
     leave_threshold: float | None = None,
     quit_rule: str | None = None,
+    quit_window: str | None = None,
 ) -> Protocol:
     """The effective protocol: the named protocol's defaults for the dataset, overridden by explicit kwargs.
 
     ``protocol=None`` is ``"custom"`` (N=1, M=0, NX_0, max_turn 30); ``dataset_quit_rule`` is the dataset's own
-    rule (``distance`` or ``category``), used unless ``quit_rule`` is given.
+    rule (``distance`` or ``category``), used unless ``quit_rule`` is given; ``quit_window`` overrides the
+    protocol's window (``"published"`` / ``"last_n"``).
     """
     name_key = "custom" if protocol is None else str(protocol).lower()
     if name_key not in PROTOCOLS:
@@ -125,12 +167,17 @@ def resolve_protocol(
     rule = dataset_quit_rule if quit_rule is None else quit_rule
     if rule not in QUIT_RULES:
         raise ValueError(f"quit_rule={rule!r}, expected 'distance' or 'category'")
-    n = int(n_def if num_leave_compute is None else num_leave_compute)
-    m = float(m_def if leave_threshold is None else leave_threshold)
-    mt = int(p.max_turn if max_turn is None else max_turn)
-    if n < 0:
-        raise ValueError(f"num_leave_compute must be >= 0, got {n}")
-    if mt < 1:
-        raise ValueError(f"max_turn must be >= 1, got {mt}")
+    window = p.quit_window if quit_window is None else str(quit_window)
+    if window not in QUIT_WINDOWS:
+        raise ValueError(f"quit_window={quit_window!r}, expected one of {list(QUIT_WINDOWS)}")
+    n = _integer("num_leave_compute", n_def if num_leave_compute is None else num_leave_compute, 0)
+    mt = _integer("max_turn", p.max_turn if max_turn is None else max_turn, 1)
+    m_raw = m_def if leave_threshold is None else leave_threshold
+    try:
+        m = float(m_raw)
+    except (TypeError, ValueError):
+        m = math.nan
+    if isinstance(m_raw, bool) or math.isnan(m):
+        raise ValueError(f"leave_threshold must be a number (not NaN: it would silently disable quitting), got {m_raw!r}")
     return Protocol(name=name_key, dataset=key, mode=mode_eff, quit_rule=rule, num_leave_compute=n,
-                    leave_threshold=m, max_turn=mt, source=source)
+                    leave_threshold=m, max_turn=mt, source=source, quit_window=window)

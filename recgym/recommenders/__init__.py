@@ -13,6 +13,7 @@ pre-trained DiffRec's reverse chain, and the chain fine-tuners (`recgym.agents.d
 
 from recgym.recommenders.baselines import EASE, MostPop, baselines, tune_ease
 from recgym.recommenders.diffrec import (
+    SELECTION_RULES,
     CheckpointMismatchError,
     DiffRec,
     DiffRecConfig,
@@ -25,13 +26,16 @@ from recgym.recommenders.ranking import DiffRecSplits, evaluate_scores, make_spl
 from recgym.recommenders.train import (
     TrainResult,
     checkpoint_path,
+    estimate_pretrain_seconds,
     fit_or_load_diffrec,
     pretrain,
+    selection_users,
     train_diffrec,
 )
 
 __all__ = [
     "EASE",
+    "SELECTION_RULES",
     "CheckpointMismatchError",
     "DiffRec",
     "DiffRecConfig",
@@ -42,12 +46,14 @@ __all__ = [
     "baselines",
     "checkpoint_path",
     "default_config",
+    "estimate_pretrain_seconds",
     "diffrec_schedule",
     "evaluate_diffrec",
     "evaluate_scores",
     "fit_or_load_diffrec",
     "make_splits",
     "pretrain",
+    "selection_users",
     "train_diffrec",
     "tune_ease",
 ]

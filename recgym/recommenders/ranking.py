@@ -95,10 +95,14 @@ def make_splits(dataset: LoggedDataset, valid_fraction: float = 0.1, split_seed:
 
 def evaluate_scores(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], splits: DiffRecSplits,
                     ks: Iterable[int] = (10, 20), device: str | torch.device = "cpu",
-                    batch_size: int = 1000, which: Sequence[str] = ("valid", "test")) -> dict[str, dict[str, float]]:
+                    batch_size: int = 1000, which: Sequence[str] = ("valid", "test"),
+                    users: np.ndarray | Sequence[int] | None = None) -> dict[str, dict[str, float]]:
     """DiffRec protocol: ``score_fn(train_rows, user_ids) -> scores`` is called on batches of training rows.
 
     ``valid`` masks train; ``test`` masks train + valid; metrics are averaged over users with ground truth.
+    Every split in ``which`` is ranked from the same scores, so asking for both costs one ``score_fn`` pass.
+    ``users`` (user ids) restricts the evaluation to those users (model selection on a subset); by default
+    every user is scored.
     """
     device = torch.device(device)
     ks = tuple(sorted(set(int(k) for k in ks)))
@@ -107,8 +111,58 @@ def evaluate_scores(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
     for w in which:
         if w not in ("valid", "test"):
             raise ValueError(f"which={w!r}, expected 'valid' or 'test'")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}, expected >= 1")
+    if users is None:
+        rows = np.arange(splits.n_users)
+    else:
+        rows = np.asarray(users, dtype=np.int64).reshape(-1)
+        if rows.size and (rows.min() < 0 or rows.max() >= splits.n_users):
+            raise ValueError(f"users must be ids in [0, n_users={splits.n_users}), got {rows.min()}..{rows.max()}")
+    contiguous = users is None
     sums: dict[str, dict[str, float]] = {w: {} for w in which}
     counts = dict.fromkeys(which, 0)
+    for lo in range(0, len(rows), batch_size):
+        hi = min(len(rows), lo + batch_size)
+        idx = slice(lo, hi) if contiguous else rows[lo:hi]
+        x = torch.from_numpy(splits.train[idx]).to(device)
+        scores = score_fn(x, torch.as_tensor(rows[lo:hi], device=device))
+        train_mask = x > 0
+        for w in which:
+            gt = torch.from_numpy(splits.valid[idx] if w == "valid" else splits.test[idx]).to(device)
+            mask = train_mask if w == "valid" else train_mask | torch.from_numpy(splits.valid[idx]).to(device)
+            # average="all" over the batch rows, times the rows = the sum over users (no-GT users add 0)
+            rep = ranking_report(scores, gt, exclude_mask=mask, ks=ks, average="all")
+            counts[w] += int(gt.any(1).sum())
+            for key in (f"{m}@{k}" for m in ("Recall", "NDCG") for k in ks):
+                sums[w][key] = sums[w].get(key, 0.0) + rep[key] * (hi - lo)
+    return {w: {k: (v / counts[w] if counts[w] else float("nan")) for k, v in sums[w].items()} | {"users": counts[w]}
+            for w in which}
+
+
+# ----------------------------------------------------------------------------------------------- per user
+
+
+def evaluate_scores_per_user(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], splits: DiffRecSplits,
+                             ks: Iterable[int] = (10, 20), device: str | torch.device = "cpu",
+                             batch_size: int = 1000, which: Sequence[str] = ("valid", "test"),
+                             ) -> dict[str, dict[str, np.ndarray]]:
+    """The protocol of `evaluate_scores`, per user: ``{split: {"users", "Recall@K", "NDCG@K"}}`` (numpy).
+
+    Only the users with ground truth in the split are kept (``users``: their ids, ascending), so the mean of
+    each array is `evaluate_scores`'s number and two models' arrays pair up user by user
+    (`recgym.metrics.paired_difference`).
+    """
+    from recgym.metrics import ranking_per_user
+
+    device = torch.device(device)
+    ks = tuple(sorted(set(int(k) for k in ks)))
+    if ks[-1] > splits.n_items:
+        raise ValueError(f"K={ks[-1]} exceeds the catalogue size n_items={splits.n_items}")
+    for w in which:
+        if w not in ("valid", "test"):
+            raise ValueError(f"which={w!r}, expected 'valid' or 'test'")
+    parts: dict[str, dict[str, list[np.ndarray]]] = {w: {} for w in which}
     n = splits.n_users
     for lo in range(0, n, batch_size):
         hi = min(n, lo + batch_size)
@@ -118,10 +172,9 @@ def evaluate_scores(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
         for w in which:
             gt = torch.from_numpy(splits.valid[lo:hi] if w == "valid" else splits.test[lo:hi]).to(device)
             mask = train_mask if w == "valid" else train_mask | torch.from_numpy(splits.valid[lo:hi]).to(device)
-            # average="all" over the batch rows, times the rows = the sum over users (no-GT users add 0)
-            rep = ranking_report(scores, gt, exclude_mask=mask, ks=ks, average="all")
-            counts[w] += int(gt.any(1).sum())
-            for key in (f"{m}@{k}" for m in ("Recall", "NDCG") for k in ks):
-                sums[w][key] = sums[w].get(key, 0.0) + rep[key] * (hi - lo)
-    return {w: {k: (v / counts[w] if counts[w] else float("nan")) for k, v in sums[w].items()} | {"users": counts[w]}
-            for w in which}
+            per = ranking_per_user(scores, gt, exclude_mask=mask, ks=ks)
+            keep = (per.pop("n_gt") > 0).cpu().numpy()
+            parts[w].setdefault("users", []).append(np.arange(lo, hi)[keep])
+            for key, v in per.items():
+                parts[w].setdefault(key, []).append(v.cpu().numpy()[keep])
+    return {w: {k: np.concatenate(v) for k, v in d.items()} for w, d in parts.items()}

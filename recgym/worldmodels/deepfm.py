@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from recgym.data.base import LoggedDataset
+from recgym.progress import progress_bar
 from recgym.worldmodels.base import WorldModel, log_scalar, train_arrays
 
 
@@ -191,9 +192,7 @@ class DeepFMEnsemble(WorldModel):
         n_batches = max(1, math.ceil(n_rows / c.batch_size))
         bar = None
         if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=c.epochs * n_batches, desc=f"deepfm[{dataset.name}]", leave=False)
+            bar = progress_bar(total=c.epochs * n_batches, desc=f"deepfm[{dataset.name}]", unit="batch")
         step = 0
         for epoch in range(c.epochs):
             # Each member gets its own negatives and its own shuffle.

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from recgym.data.base import LoggedDataset
+from recgym.progress import progress_bar
 from recgym.worldmodels.base import WorldModel, log_scalar, train_arrays
 
 
@@ -78,9 +79,7 @@ class MFWorldModel(WorldModel):
         opt = torch.optim.Adam(self.parameters(), lr=c.lr)
         it = range(c.epochs)
         if progress:
-            from tqdm.auto import tqdm
-
-            it = tqdm(it, desc=f"mf[{dataset.name}]", leave=False)
+            it = progress_bar(it, desc=f"mf[{dataset.name}]", unit="epoch")
         for epoch in it:
             uu, ii, rr = u, i, r
             if c.n_negatives:

@@ -14,7 +14,7 @@ import torch
 
 import recgym  # noqa: F401
 from recgym.agents import AgentConfig, agent_spec, make_agent, registered_agents
-from recgym.agents.a2c import A2CAgent, A2CConfig
+from recgym.agents.a2c import DORL_UPDATE, A2CAgent, A2CConfig
 from recgym.agents.logged import build_logged_transitions
 from recgym.agents.trackers import TrackerConfig, make_tracker
 
@@ -96,8 +96,12 @@ def test_a2c_presets_default_to_ranking_settings_and_accept_overrides(env):
         cfg = make_agent(name, env, **FAST).cfg
         assert (cfg.tracker.user_dim, cfg.head, cfg.ent_coef) == (32, "tied", 1.0), name
         assert cfg.tracker.profile and cfg.tracker.kind == "avg", name
+        assert (cfg.n_steps, cfg.minibatch_size, cfg.update_epochs, cfg.lr) == (5, 0, 2, 3e-3), name  # FAST_UPDATE
     plain = make_agent("a2c", env, **FAST).cfg
     assert (plain.tracker.user_dim, plain.head, plain.ent_coef) == (0, "mlp", 0.01)  # DORL's settings
+    assert (plain.n_steps, plain.minibatch_size, plain.update_epochs, plain.lr) == (30, 64, 1, 1e-3)  # DORL_UPDATE
+    faithful = make_agent("gt", env, **DORL_UPDATE, **FAST).cfg
+    assert (faithful.n_steps, faithful.minibatch_size, faithful.lr, faithful.head) == (30, 64, 1e-3, "tied")
     assert make_agent("r3s", env, ent_coef=0.05, **FAST).cfg.ent_coef == 0.05
     # a nested override keeps the variant's other nested defaults
     cfg = make_agent("r3s", env, tracker={"kind": "gru"}, **FAST).cfg
@@ -239,13 +243,24 @@ def test_a2c_logged_losses_are_finite(name):
     masked out: log-prob -inf, a NaN policy/total loss on every update and no gradient on the taken action."""
     e = small_env()
     log = _RecordingLogger()
-    agent = make_agent(name, e, seed=0, num_envs=8, eval_every=0, **FAST)
+    agent = make_agent(name, e, seed=0, num_envs=8, eval_every=0, log_every=8 * 30, **FAST)
     agent.learn(e, 8 * 30 * 3, logger=log)
     losses = [(tag, v) for tag, v, _ in log.rows if tag.startswith("loss/")]
     assert {tag for tag, _ in losses} == {"loss/total", "loss/policy", "loss/value", "loss/entropy"}
     assert len(losses) == 4 * 3  # one row per tag per update
     assert all(np.isfinite(v) for _, v in losses), losses
     assert all(v > 0 for tag, v in losses if tag == "loss/entropy")
+
+
+def test_a2c_logs_training_scalars_every_log_every_steps():
+    e = small_env()
+    log = _RecordingLogger()
+    agent = make_agent("gt", e, seed=0, num_envs=8, n_steps=5, eval_every=0, log_every=100, **FAST)
+    agent.learn(e, 8 * 5 * 6, logger=log)  # 6 updates of 40 steps: logs when 100, 200 are passed, and at the end
+    steps = sorted({s for tag, _, s in log.rows if tag == "loss/total"})
+    assert steps == [120, 200, 240]
+    rets = [v for tag, v, _ in log.rows if tag == "train/return"]
+    assert rets and all(0 < v <= 30 * 5 for v in rets)  # synthetic ratings 1-5, 30 turns
 
 
 @pytest.mark.parametrize("name", ["cql", "exp_rsft"])
@@ -313,6 +328,106 @@ def test_trackers_shapes_and_padding():
     e = avg.item_emb.weight.detach()
     assert torch.allclose(s[1, :8], (e[3] + e[5]) / 2) and float(s[1, 8]) == 1.0  # last reward 4 -> 1
     assert torch.equal(s[0], torch.zeros(9))  # empty history: zero mean, zero reward
+
+
+def test_sample_categorical_follows_softmax_and_mask():
+    from recgym.agents.common import sample_categorical
+
+    n = 30_000
+    logits = torch.log(torch.tensor([1.0, 2.0, 3.0, 50.0])).repeat(n, 1)
+    mask = torch.tensor([True, True, True, False]).repeat(n, 1)
+    gen = torch.Generator().manual_seed(0)
+    a = sample_categorical(logits, gen, mask)
+    freq = torch.bincount(a, minlength=4).float() / n
+    assert torch.allclose(freq, torch.tensor([1 / 6, 2 / 6, 3 / 6, 0.0]), atol=0.01), freq
+    # -inf logits are never drawn either, nor are zero-probability items at either end of the row
+    b = sample_categorical(torch.tensor([[float("-inf"), 0.0, float("-inf")]] * 100), gen)
+    assert bool((b == 1).all())
+    c = sample_categorical(torch.tensor([[-200.0, 0.0, -200.0]] * 100), gen, torch.tensor([[True, True, False]] * 100))
+    assert set(c.tolist()) == {1}  # item 0 has probability ~1e-87: exactly 0 in float32
+    # a row with nothing allowed still returns an item in range (only ended envs, whose action is ignored)
+    d = sample_categorical(torch.zeros(2, 3), gen, torch.zeros(2, 3, dtype=torch.bool))
+    assert bool(((d >= 0) & (d < 3)).all())
+    # same generator state, same draws
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert torch.equal(sample_categorical(logits[:50], g1, mask[:50]), sample_categorical(logits[:50], g2, mask[:50]))
+
+
+def test_policy_terms_match_autograd_of_masked_log_softmax():
+    from recgym.agents.a2c import PolicyTerms
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 9, dtype=torch.float64, generator=gen, requires_grad=True)
+    blocked = torch.rand(6, 9, generator=gen) < 0.4
+    blocked[:, 2] = False
+    blocked[0] = True
+    blocked[0, 7] = False  # a row with exactly one allowed item: log-prob 0, entropy 0
+    acts = torch.tensor([7, 2, 2, 2, 2, 2])
+    ref_lp = torch.log_softmax(logits.masked_fill(blocked, float("-inf")), -1)
+    ref_a = ref_lp.gather(1, acts[:, None]).squeeze(1)
+    ref_h = -(ref_lp.exp() * torch.where(blocked, 0.0, ref_lp)).sum(-1)
+    lp_a, h = PolicyTerms.apply(logits, blocked, acts)
+    assert torch.allclose(lp_a, ref_a) and torch.allclose(h, ref_h) and float(lp_a[0]) == 0.0 and float(h[0]) == 0.0
+    w1, w2 = torch.randn(6, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
+    g = torch.autograd.grad((lp_a * w1).sum() + (h * w2).sum(), logits)[0]
+    g_ref = torch.autograd.grad((ref_a * w1).sum() + (ref_h * w2).sum(), logits)[0]
+    assert torch.allclose(g, g_ref) and bool((g[blocked] == 0).all())
+    assert torch.autograd.gradcheck(lambda x: PolicyTerms.apply(x, blocked, acts), (logits,))
+    # a blocked action is loud (log-prob -inf), as with autograd
+    assert float(PolicyTerms.apply(logits.detach(), blocked, torch.tensor([0] * 6))[0][0]) == float("-inf")
+
+
+def test_gae_advantages_match_the_step_recursion():
+    from recgym.agents.a2c import gae_advantages
+
+    gen = torch.Generator().manual_seed(0)
+    T, B, gamma = 7, 5, 0.9
+    rew, value, last_v = torch.rand(T, B, generator=gen), torch.rand(T, B, generator=gen), torch.rand(B, generator=gen)
+    done = torch.rand(T, B, generator=gen) < 0.25
+    valid = torch.ones(T, B, dtype=torch.bool)
+    valid[1:] = ~done[:-1]  # NEXT_STEP autoreset: the step after an end is not a transition
+    done &= valid
+    for lam in (0.0, 0.95, 1.0):
+        ref = torch.zeros(T, B)
+        gae, nxt = torch.zeros(B), last_v
+        for t in reversed(range(T)):
+            nonterminal = (~done[t]).float()
+            delta = rew[t] + gamma * nxt * nonterminal - value[t]
+            gae = torch.where(valid[t], delta + gamma * lam * nonterminal * gae, 0.0)
+            ref[t] = gae
+            nxt = torch.where(valid[t], value[t], 0.0)
+        assert torch.allclose(gae_advantages(rew, value, last_v, done, valid, gamma, lam), ref, atol=1e-6), lam
+
+
+def test_tracker_profile_paths_and_frozen_cache_agree(env, monkeypatch):
+    import recgym.agents.trackers as trackers
+
+    ds = env.unwrapped.dataset
+    cfg = TrackerConfig(profile=True, user_dim=4, emb_dim=8)
+    obs, _ = env.reset(seed=1)
+    for t in range(3):
+        obs, *_ = env.step(torch.full((8,), 3 * t + 1))
+    outs, grads = [], []
+    for dense_max in (trackers.DENSE_PROFILE_MAX, 0):  # dense weight matrix, then embedding_bag
+        monkeypatch.setattr(trackers, "DENSE_PROFILE_MAX", dense_max)
+        torch.manual_seed(0)
+        tr = make_tracker(cfg, ds.n_users, ds.n_items, 10, (0.0, 5.0), 30, ds)
+        assert hasattr(tr, "prof_dense") == (dense_max > 0)
+        s = tr(obs)
+        outs.append(s.detach())
+        grads.append(torch.autograd.grad(s.square().sum(), tr.item_emb.weight)[0])
+        with torch.no_grad(), tr.frozen():
+            assert torch.allclose(tr(obs), s) and torch.allclose(tr(obs), s)  # filled on first use, then reused
+        with torch.no_grad():
+            tr.item_emb.weight.add_(1.0)  # outside frozen(): nothing stale is kept
+            assert not torch.allclose(tr(obs), s)
+        assert "tracker.prof_dense" not in {f"tracker.{k}" for k in tr.state_dict()}  # rebuilt from the data
+    assert torch.allclose(outs[0], outs[1], atol=1e-6) and torch.allclose(grads[0], grads[1], atol=1e-5)
+    # the profile part is the mean (and reward-weighted mean) of the user's logged item embeddings
+    u = int(obs["user"][0])
+    logged = ds.train[ds.train["user"] == u]["item"].to_numpy()
+    e = tr.item_emb.weight.detach()
+    assert torch.allclose(tr.profile(obs["user"][:1])[0, :8], e[torch.tensor(logged)].mean(0), atol=1e-6)
 
 
 def test_custom_agent_example_runs(capsys, monkeypatch):

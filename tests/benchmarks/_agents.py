@@ -4,15 +4,18 @@
 ``budget`` transitions (batched), logs ``train/reward``, optionally sleeps (to make a run last) and, with
 ``history_every > 0``, evaluates itself every that many steps into ``history`` (else the runner evaluates).
 Each ``learn`` call appends "<seed> <pid>" to the file named by $RECGYM_TEST_COUNTER (to count runs) and
-records the envs it was given in ``seen``. ``tiny_crash``: raises in ``learn``. ``tiny_world``: tiny_random
+records the envs it was given in ``seen``; with ``die_once_dir`` set, its first ``learn`` per seed kills its own
+process (SIGKILL), as a worker lost to the OOM killer or a node failure. ``tiny_crash``: raises in ``learn``. ``tiny_world``: tiny_random
 registered with a training-env spec (InteractiveRec, a KNN world model), like a world-model method.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,6 +29,7 @@ class TinyConfig(AgentConfig):
     sleep_s: float = 0.0
     history_every: int = 0
     eval_episodes: int = 20
+    die_once_dir: str = ""  # a folder: the first learn() of each seed SIGKILLs its own process (a dying worker)
 
 
 class TinyRandom:
@@ -54,6 +58,13 @@ class TinyRandom:
         if counter:
             with open(counter, "a") as f:
                 f.write(f"{self.cfg.seed} {os.getpid()}\n")
+        if self.cfg.die_once_dir:
+            marker = Path(self.cfg.die_once_dir) / f"died-seed{self.cfg.seed}"
+            if not marker.exists():
+                marker.write_text(str(os.getpid()))
+                if logger is not None:
+                    logger.log_scalar("train/before_death", 1.0, 0)
+                os.kill(os.getpid(), signal.SIGKILL)
         if self.cfg.sleep_s:
             time.sleep(self.cfg.sleep_s)
         obs, info = env.reset(seed=self.cfg.seed)

@@ -20,6 +20,17 @@ def flag_suite(**kw) -> Suite:
     return suite_from_flags(args.pop("envs"), args.pop("agents"), args.pop("seeds"), args.pop("train_budget"), **args)
 
 
+def is_locked(run_dir: Path) -> bool:
+    """Whether some process holds the run folder's lock now."""
+    from recgym.benchmarks.run import acquire_lock
+
+    probe = acquire_lock(run_dir)
+    if probe is None:
+        return True
+    probe.release()
+    return False
+
+
 def write_suite(path: Path, agents: str = "tiny_random", sleep: float = 0.0, seeds: str = "[0, 1, 2, 3]",
                 extra: str = "") -> Path:
     """A TOML suite ``kr`` of one tiny agent on the tiny synthetic env."""

@@ -1,4 +1,4 @@
-"""Performance probes: data load times (in a temporary cache), the env throughput wrapper, memory helpers."""
+"""Performance probes: data load times (in a temporary cache), memory helpers (env throughput: test_perf_env.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from recgym.benchmarks.perf.data_load import data_load_times, format_table, measure
-from recgym.benchmarks.perf.denoise import _peak_rss_mb, _rss_now_mb, measure_phase
-from recgym.benchmarks.perf.env import env_throughput
+from recgym.benchmarks.perf.denoise import _peak_rss_mb, _rss_now_mb, measure_phase, refit_gradient_snr
 from tests.conftest import require_data
 
 COAT = ("coat/train.ascii", "coat/rl4rec_BetsyHJ/coat_pseudoGT_ratingM.ascii")
@@ -35,15 +34,30 @@ def test_load_time_benchmark_uses_a_temporary_cache(cache_root: Path) -> None:
         data_load_times(["nope"])
 
 
-def test_env_throughput_returns_the_benchmark_table() -> None:
-    text = env_throughput(["--users", "200", "--items", "100", "--num-envs", "1,8", "--steps", "3",
-                           "--slow-env-steps", "16", "--sync-max-envs", "8", "--device", "cpu"])
-    assert "env steps per second, device=cpu" in text
-    lines = [ln for ln in text.splitlines() if ln.strip().startswith(("1 |", "8 |"))]
-    assert len(lines) == 2 and all(ln.count("|") == 5 for ln in lines)
-
-
 def test_memory_helpers_and_phase_names() -> None:
     assert _peak_rss_mb() >= _rss_now_mb() > 0
     with pytest.raises(ValueError, match="phase='train'; valid: \\['pretrain', 'refit'\\]"):
         measure_phase("train", "synthetic", "cpu", 4, 2, 1, 1)
+
+
+def test_refit_cost_phases_in_the_same_units() -> None:
+    """Pre-training runs from scratch to its early stop (never the cache); fine-tuning reports its best
+    validation point."""
+    pre = measure_phase("pretrain", "synthetic", "cpu", 8, 0, 0, 1,
+                        pretrain_config={"max_epochs": 2, "eval_every": 1, "hidden": [8], "steps": 3})
+    assert 1 <= pre["best"] <= 2 and pre["work"] == 2 * 500 and pre["seconds"] > 0
+    assert 0 < pre["seconds_per_unit"] < pre["seconds"] / 1000 and pre["peak_rss_mb"] >= pre["base_rss_mb"]
+    ft = measure_phase("refit", "synthetic", "cpu", 8, 2, 1, 1, agent="refit_lastep",
+                       agent_config={"samples_per_user": 2})
+    assert ft["best"] in (0.0, 1.0, 2.0) and ft["work"] == ft["best"] * 8 * 2
+    assert ft["seconds"] <= ft["seconds_total"] and ft["seconds_per_unit"] > 0
+
+
+def test_refit_gradient_snr_leaves_the_weights_and_reports_both_measures() -> None:
+    rows = refit_gradient_snr("synthetic", ("refit_lastep",), iterations=4, batch=8,
+                              configs={"refit_lastep": {"samples_per_user": 4}})
+    (r,) = rows
+    assert r["agent"] == "refit_lastep" and r["iterations"] == 4 and -1.0 <= r["cos_halves"] <= 1.0
+    assert r["snr_per_iteration"] >= -1.0 and r["seconds_per_iteration"] > 0
+    with pytest.raises(ValueError, match="at least 4"):
+        refit_gradient_snr("synthetic", iterations=2)

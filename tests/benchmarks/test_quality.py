@@ -41,3 +41,21 @@ def test_parse_sets_names_the_expected_form():
         "diffusion": {"unobserved_weight": 0}, "mf": {"epochs": 3}}
     with pytest.raises(ValueError, match="KIND.FIELD=VALUE"):
         parse_sets(["unobserved_weight=0"])
+
+
+def test_shaping_scale_rows_match_the_envs():
+    """The probe on a small synthetic world with a tiny DeepFM: mbpo's shaped reward is max(0, mean - MIN_R)
+    (no penalties), the ground-truth side is the GT env's, entropies lie in [E_min, E_max]."""
+    from recgym.benchmarks.quality import shaping_scale
+
+    kw = {"dataset_kwargs": {"n_users": 40, "n_items": 60, "seed": 0},
+          "world_model_config": {"epochs": 1, "n_members": 2, "dnn": (8,)}}
+    rows = shaping_scale(["synthetic"], ["mbpo"], episodes=20, env_kwargs=kw)
+    assert len(rows) == 1
+    r = rows[0]
+    assert (r["preset"], r["shift"], r["lambda_u"], r["lambda_ent"]) == ("mbpo", "dorl", 0.0, 0.0)
+    assert r["train_reward"] >= 0 and r["eval_reward"] > 0
+    assert r["E_min"] <= r["E_loc_mean"] <= r["E_max"] == 2.0 and r["E_loc_std"] >= 0
+    # same policy stream and same users: the GT side does not depend on the preset
+    again = shaping_scale(["synthetic"], ["mbpo"], episodes=20, env_kwargs=kw)[0]
+    assert again["eval_reward"] == r["eval_reward"] and again["train_reward"] == r["train_reward"]

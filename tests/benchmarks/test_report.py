@@ -76,23 +76,27 @@ def test_tables_are_mean_and_sample_std_over_seeds(runs: Path) -> None:
 
 def test_published_numbers_beside_ours_with_difference(runs: Path) -> None:
     pub = [p for p in load_published() if p["dataset"] == "KuaiRec" and p["method"] == "DORL"]
-    assert pub and pub[0]["R_cumu"] == 20.49 and "DORL" in pub[0]["source"]
+    assert pub and pub[0]["R_cumu"] == 20.49 and "DORL" in pub[0]["source"] and pub[0]["aggregation"] == "all_evals"
     (t,) = build_tables(collect_runs(runs))
     md = to_markdown([t], "rep")
-    mean = t.rows[0][("R_cumu", "curve_mean")][0]
+    # the dorl protocol's published aggregation: each run's mean over all its evaluations, then over seeds
+    ours = statistics.mean(statistics.mean(c["R_cumu"] for c in r["curve"]) for r in _results(runs))
+    assert t.rows[0][("R_cumu", "published_agg")][0] == pytest.approx(ours)
     assert "R_cumu published" in md and "| 20.49 |" in md
-    assert f"{mean - 20.49:+.3f}" in md
+    assert f"{ours - 20.49:+.3f}" in md and f"20.49 ({ours - 20.49:+.2f})" in md  # wide diff, summary cell
     rows = list(csv.DictReader(to_csv([t]).splitlines()))
-    r = next(x for x in rows if x["metric"] == "R_cumu" and x["aggregation"] == "curve_mean")
-    assert float(r["published"]) == 20.49 and float(r["diff"]) == pytest.approx(mean - 20.49, rel=1e-5)
+    r = next(x for x in rows if x["metric"] == "R_cumu" and x["aggregation"] == "all_evals")
+    assert float(r["published"]) == 20.49 and float(r["diff"]) == pytest.approx(ours - 20.49, rel=1e-5)
     assert r["n_seeds"] == "3" and "DORL" in r["published_source"]
+    final = next(x for x in rows if x["metric"] == "R_cumu" and x["aggregation"] == "final")
+    assert final["published"] == "" and final["diff"] == ""  # compared on the publication's aggregation only
 
 
 def test_report_writes_markdown_csv_and_pngs(runs: Path, tmp_path: Path) -> None:
     out = make_report(runs, out_dir=tmp_path / "rep", show=False)
     md = out["markdown"].read_text()
     assert md.startswith("# Report: rep") and f"## {ENV}" in md and "tiny_crash seed 0: **failed**" in md
-    assert "| tiny_random | 3 | dorl | 48 env_steps |" in md  # the budget with its unit
+    assert "| tiny_random | 3 | dorl | 48 env_steps | greedy |" in md  # the budget with its unit, the actions
     res = _results(runs)
     vals = [r["final"]["Length"] for r in res]
     assert f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}" in md
@@ -151,3 +155,20 @@ def test_report_cli(runs: Path, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert "tiny_random" in r.output and (tmp_path / "o" / "report.csv").is_file()
     assert not list((tmp_path / "o").glob("*.png"))
+
+
+def test_damaged_run_folders_do_not_stop_the_report(runs: Path, tmp_path: Path) -> None:
+    rep = _layout(runs, tmp_path)
+    seed0 = rep / ENV / "tiny_random" / "seed0"
+    metrics = seed0 / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    lines[1] = lines[1][: len(lines[1]) // 2]  # one corrupt line in the middle of the file
+    metrics.write_text("\n".join(lines) + "\n")
+    (rep / ENV / "tiny_random" / "seed1" / "result.json").write_text('{"fin')  # DONE, but a cut result
+    with pytest.warns(UserWarning, match=rf"{metrics}:2: corrupt metrics line .*skipped"):
+        out = make_report(rep, out_dir=tmp_path / "out", show=False)  # with plots
+    assert sorted(p.name for p in out["png"]) == [f"bars_{ENV}.png", f"curves_{ENV}.png"]
+    md = out["markdown"].read_text()
+    assert "tiny_random seed 1: **corrupt** (result.json is unreadable" in md
+    assert "`recgym bench` runs it again" in md
+    assert "| tiny_random | 2 | dorl |" in md  # the two good seeds are still aggregated

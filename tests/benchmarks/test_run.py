@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -13,10 +16,10 @@ import pytest
 from recgym.benchmarks.backends import run_grid
 from recgym.benchmarks.grid import expand
 from recgym.benchmarks.probes import PROBES
-from recgym.benchmarks.run import RunLogger, acquire_lock, execute_run, read_metrics, run_probes
+from recgym.benchmarks.run import RunLogger, acquire_lock, execute_run, force_unlock, read_metrics, run_probes
 from recgym.benchmarks.suite import ProbeEntry, Suite
 from tests.benchmarks import _agents
-from tests.benchmarks.helpers import ENV, SMALL, flag_suite
+from tests.benchmarks.helpers import ENV, SMALL, flag_suite, is_locked
 
 
 def test_grid_writes_layout_and_is_deterministic(tmp_path: Path) -> None:
@@ -53,7 +56,6 @@ def test_agent_history_gives_curve_average(tmp_path: Path) -> None:
     vals = [c["R_cumu"] for c in result["curve"]]
     assert result["curve_mean"]["R_cumu"] == pytest.approx(sum(vals) / 3)
     assert result["final"]["R_cumu"] == pytest.approx(vals[-1])
-    assert result["last25_mean"]["R_cumu"] == pytest.approx(vals[-1])  # last 25% of 3 evaluations: the last one
 
 
 def test_run_fields_go_to_the_declared_config_fields_and_the_suite_wins(tmp_path: Path) -> None:
@@ -87,7 +89,7 @@ def test_crashed_run_is_recorded_and_grid_goes_on(tmp_path: Path) -> None:
     crashed = res[0].run_dir
     err = (crashed / "error.txt").read_text()
     assert "Traceback" in err and "tiny_crash: deliberate failure in learn" in err
-    assert not (crashed / "DONE").exists() and not (crashed / ".lock").exists()
+    assert not (crashed / "DONE").exists() and not is_locked(crashed)
     assert "deliberate failure" in res[0].error
     # a rerun retries the failed run (it fails again) and skips the finished one
     again = run_grid(flag_suite(agents=["tiny_crash", "tiny_random"], seeds=[0]), tmp_path, progress=False)
@@ -116,7 +118,7 @@ def test_torn_metrics_line_is_ignored(tmp_path: Path) -> None:
         read_metrics(path)
 
 
-def test_lock_keeps_a_second_writer_out(tmp_path: Path) -> None:
+def test_lock_keeps_a_second_writer_out_and_dies_with_its_process(tmp_path: Path) -> None:
     spec = expand(flag_suite(seeds=[0]))[0]
     run_dir = tmp_path / spec.relpath()
     run_dir.mkdir(parents=True)
@@ -124,11 +126,64 @@ def test_lock_keeps_a_second_writer_out(tmp_path: Path) -> None:
     assert held is not None and acquire_lock(run_dir) is None  # this (live) process holds it
     res = execute_run(spec, tmp_path, tensorboard=False)
     assert res.status == "locked" and not (run_dir / "DONE").exists()
-    # a lock left by a dead process on this host is taken over
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    held.write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(), "time": 0}))
+    assert f"pid {os.getpid()} on {socket.gethostname()}" in res.error and "--force-unlock" in res.error
+    held.release()
+    # a process that holds the lock and is killed: the kernel releases it (no pid / host bookkeeping), even
+    # when its lock file names a pid that is alive again or another host
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from recgym.benchmarks.run import acquire_lock; from pathlib import Path; "
+        f"l = acquire_lock(Path({str(run_dir)!r})); print('held' if l else 'free', flush=True); time.sleep(600)")],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    try:
+        assert child.stdout.readline().strip() == "held"
+        assert is_locked(run_dir)
+        (run_dir / ".lock").write_text(json.dumps({"pid": os.getpid(), "host": "another-container", "time": 0}))
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    assert not is_locked(run_dir)
     assert execute_run(spec, tmp_path, tensorboard=False).status == "done"
-    assert not (run_dir / ".lock").exists()
+    assert not is_locked(run_dir)
+
+
+def test_force_unlock_removes_only_held_locks(tmp_path: Path) -> None:
+    held_dir, free_dir = tmp_path / "a", tmp_path / "b"
+    held_dir.mkdir()
+    free_dir.mkdir()
+    held = acquire_lock(held_dir)
+    free = acquire_lock(free_dir)
+    free.release()
+    assert force_unlock([held_dir, free_dir, tmp_path / "never-run"]) == [held_dir / ".lock"]
+    assert not is_locked(held_dir)  # a fresh lock file: the next run can take it
+    held.release()
+
+
+def test_done_run_with_corrupt_result_is_rerun(tmp_path: Path) -> None:
+    spec = expand(flag_suite(seeds=[0]))[0]
+    first = execute_run(spec, tmp_path, tensorboard=False)
+    assert first.status == "done"
+    result = first.run_dir / "result.json"
+    result.write_text(result.read_text()[:40])  # the DONE marker stays, the result is cut
+    with pytest.warns(UserWarning, match=r"marked DONE but result\.json is unreadable \(JSONDecodeError"):
+        assert execute_run(spec, tmp_path, tensorboard=False).status == "done"  # not "skipped" forever
+    assert json.loads(result.read_text())["final"] == first.final
+    result.write_text('{"not": "a result"}')
+    with pytest.warns(UserWarning, match=r"marked DONE but result\.json holds no 'final' metrics; running it again"):
+        assert execute_run(spec, tmp_path, tensorboard=False).status == "done"
+
+
+def test_metrics_reader_can_skip_a_corrupt_line_with_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"tag": "a", "value": 1.0, "step": 0}\n{"tag": "a", "val\n[1, 2]\n{"tag": "a", "value": 2.0, "step": 1}\n')
+    with pytest.raises(ValueError, match=f"{path}:2: corrupt metrics line"):
+        read_metrics(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        recs = read_metrics(path, on_corrupt="warn")
+    assert [r["value"] for r in recs] == [1.0, 2.0]
+    assert [str(w.message).split(" (")[0] for w in caught] == [f"{path}:2: corrupt metrics line",
+                                                                f"{path}:3: corrupt metrics line"]
+    assert all(str(w.message).endswith("; skipped") for w in caught)
 
 
 def _squares(n: int = 3, fail: bool = False) -> list[dict[str, int]]:

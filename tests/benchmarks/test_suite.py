@@ -45,6 +45,22 @@ def test_suite_validation_names_the_line(tmp_path: Path) -> None:
                    "report column 'R_cumu:best'", "R_cumu:best"),
         "ratio": (text + '\n[report]\nlayout = "agents"\ncolumns = ["R_cumu:final/oracle:optimal"]\n',
                   "names unknown agent label 'oracle'", "oracle:optimal"),
+        # construction checks: every run's env kwargs and agent config, before anything runs
+        "agent_field": (text.replace("config = { sleep_s", "config = { sleepp_s"),
+                        "unknown config field(s) ['sleepp_s']", "sleepp_s"),
+        "agent_type": (text.replace("sleep_s = 0.0", 'sleep_s = "abc"'), "sleep_s='abc' is not a float",
+                       'sleep_s = "abc"'),
+        "env_kwarg": (text.replace("kwargs = { dataset_kwargs", "kwargs = { max_trun = 3, dataset_kwargs"),
+                      "unknown env kwarg(s) ['max_trun']", "max_trun"),
+        "nan": (text.replace("kwargs = { dataset_kwargs", "kwargs = { leave_threshold = nan, dataset_kwargs"),
+                "leave_threshold must be a number (not NaN", "leave_threshold"),
+        "owned": (text.replace("kwargs = { dataset_kwargs", 'kwargs = { device = "cuda", dataset_kwargs'),
+                  "['device'] are set by [suite]", 'device = "cuda"'),
+        "preset": (text.replace(f'id = "{ENV}"', 'id = "InteractiveRec-Synthetic-v0"').replace(
+            "kwargs = { dataset_kwargs", 'kwargs = { reward_preset = "bogus", dataset_kwargs'),
+            "unknown InteractiveRec reward_preset 'bogus'", "bogus"),
+        "device": (text.replace("num_envs = 8", 'num_envs = 8\ndevice = "gpu"'),
+                   "device must be cpu, cuda, cuda:N or mps, got 'gpu'", 'device = "gpu"'),
     }
     for key, (body, message, needle) in cases.items():
         path = tmp_path / f"bad_{key}.toml"
@@ -83,6 +99,16 @@ def test_agent_budget_zero_is_kept_and_report_and_probes_parse(tmp_path: Path) -
     assert load_suite_record(tmp_path) is None
 
 
+def test_agent_seeds_override_the_suite_seeds(tmp_path: Path) -> None:
+    extra = '\n[[agents]]\nname = "tiny_random"\nlabel = "more"\nseeds = 3\n'
+    s = load_suite(write_suite(tmp_path / "s.toml", seeds="[0]", extra=extra))
+    assert [(r.agent_label, r.seed) for r in expand(s)] == [("tiny_random", 0), ("more", 0), ("more", 1), ("more", 2)]
+    assert s.n_runs() == 4
+    bad = '\n[[agents]]\nname = "tiny_random"\nlabel = "bad"\nseeds = [1, 1]\n'
+    with pytest.raises(SuiteError, match="seeds must be a count or a list of distinct non-negative integers"):
+        load_suite(write_suite(tmp_path / "b.toml", seeds="[0]", extra=bad))
+
+
 def test_probes_only_suite(tmp_path: Path) -> None:
     path = tmp_path / "p.toml"
     path.write_text('[suite]\nname = "p"\n\n[[probes]]\nprobe = "data_load"\n')
@@ -97,7 +123,7 @@ def test_parse_column_grammar() -> None:
     assert parse_column("R_cumu:curve") == Column("R_cumu:curve", "metric", "R_cumu", "curve_mean")
     assert parse_column("R_cumu:final/gt_oracle:optimal") == Column(
         "R_cumu:final/gt_oracle:optimal", "ratio", "R_cumu", "final", "gt_oracle", "optimal")
-    assert parse_column("Length:last25") == Column("Length:last25", "metric", "Length", "last25_mean")
+    assert parse_column("Length:published") == Column("Length:published", "metric", "Length", "published_agg")
     assert parse_column("wall_s").kind == "wall_s"
     for bad in ("R_cumu", "R_cumu:best", "R_cumu:final/gt_oracle", ":final"):
         with pytest.raises(ValueError, match="report column"):

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from recgym.cli import app
-from tests.benchmarks.helpers import write_suite
+from tests.benchmarks.helpers import ENV, write_suite
 
 runner = CliRunner()
 
@@ -59,3 +59,88 @@ def test_ray_backend_without_ray_gives_install_hint(tmp_path: Path, monkeypatch:
 def test_report_of_a_missing_folder_exits_2(tmp_path: Path) -> None:
     r = runner.invoke(app, ["report", str(tmp_path / "nothing")])
     assert r.exit_code == 2 and "no runs folder" in r.output
+    f = tmp_path / "afile"
+    f.write_text("x")
+    r = runner.invoke(app, ["report", str(f)])
+    assert r.exit_code == 2 and f"{f} is a file; expected a suite's runs folder" in r.output
+
+
+_FLAGS = ["bench", "--import", "tests.benchmarks._agents", "--env", ENV, "--seeds", "1", "--budget", "16",
+          "--eval-episodes", "8", "--num-envs", "8", "--env-kw", 'dataset_kwargs={"n_users": 60, "n_items": 80}',
+          "--no-progress"]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--agent", "tiny_random", "--agent-kw", "sleep_ss=1"], "unknown config field(s) ['sleep_ss']"),
+    (["--agent", "tiny_random", "--agent-kw", "sleep_s=abc"], "sleep_s='abc' is not a float"),
+    (["--agent", "tiny_random", "--env-kw", "max_trun=5"], "unknown env kwarg(s) ['max_trun']"),
+    (["--agent", "tiny_random", "--env-kw", "leave_threshold=NaN"], "leave_threshold must be a number (not NaN"),
+    (["--agent", "tiny_random", "--env-kw", "max_turn=2.5"], "max_turn must be an integer >= 1, got 2.5"),
+    (["--agent", "tiny_random", "--device", "gpu"], "device must be cpu, cuda, cuda:N or mps, got 'gpu'"),
+    (["--agent", "tiny_random", "--num-envs", "0"], "num_envs must be an integer >= 1, got 0"),
+])
+def test_every_run_is_validated_before_the_first_starts(tmp_path: Path, extra: list[str], message: str) -> None:
+    # two agents: the valid one must not run either
+    res = runner.invoke(app, [*_FLAGS, "--agent", "tiny_crash", *extra, "--runs-dir", str(tmp_path / "r")],
+                        terminal_width=250)
+    assert res.exit_code == 2, res.output
+    assert message in _unwrap(res.output), res.output
+    assert not list((tmp_path / "r").rglob("DONE")) and not list((tmp_path / "r").rglob("config.json"))
+
+
+def test_unknown_reward_preset_is_caught_up_front(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["bench", "--env", "InteractiveRec-Synthetic-v0", "--agent", "random", "--env-kw",
+                              "reward_preset=bogus", "--runs-dir", str(tmp_path)], terminal_width=250)
+    assert res.exit_code == 2 and "unknown InteractiveRec reward_preset 'bogus'" in _unwrap(res.output)
+
+
+def test_cuda_on_a_cpu_machine_is_refused_before_running(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 3:
+        pytest.skip("this machine has a cuda:3")
+    res = runner.invoke(app, [*_FLAGS, "--agent", "random", "--device", "cuda:3", "--runs-dir", str(tmp_path)],
+                        terminal_width=250)
+    assert res.exit_code == 2 and "device='cuda:3' but" in _unwrap(res.output)
+
+
+def _unwrap(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_exit_status_is_1_when_a_run_fails_is_locked_or_conflicts(tmp_path: Path) -> None:
+    from recgym.benchmarks.run import acquire_lock
+
+    runs = tmp_path / "r"
+    res = runner.invoke(app, [*_FLAGS, "--agent", "tiny_random", "--agent", "tiny_crash", "--runs-dir", str(runs)],
+                        terminal_width=250)
+    assert res.exit_code == 1, res.output
+    last = _unwrap(res.output.strip().splitlines()[-1])
+    assert last.startswith("not complete: 1 failed") and last.endswith("exit status 1")
+    # the finished run is locked by someone else, the failed one is locked too: both are "locked"
+    crash_dir = runs / "adhoc" / ENV / "tiny_crash" / "seed0"
+    held = acquire_lock(crash_dir)
+    try:
+        res = runner.invoke(app, [*_FLAGS, "--agent", "tiny_random", "--agent", "tiny_crash", "--runs-dir",
+                                  str(runs)], terminal_width=250)
+        assert res.exit_code == 1 and "not complete: 1 locked" in _unwrap(res.output), res.output
+        assert "skipped 1" in res.output  # tiny_random was done already
+        # --force-unlock takes a held lock away (its holder is gone in real use) and the run is retried
+        res = runner.invoke(app, [*_FLAGS, "--agent", "tiny_crash", "--runs-dir", str(runs), "--force-unlock"],
+                            terminal_width=250)
+        assert "removed the lock" in _unwrap(res.output) and "not complete: 1 failed" in _unwrap(res.output)
+    finally:
+        held.release()
+    # a finished run of another config holds the folder: conflict
+    res = runner.invoke(app, [*_FLAGS, "--agent", "tiny_random", "--budget", "24", "--runs-dir", str(runs)],
+                        terminal_width=250)
+    assert res.exit_code == 1 and "not complete: 1 conflict" in _unwrap(res.output), res.output
+    res = runner.invoke(app, [*_FLAGS, "--agent", "tiny_random", "--runs-dir", str(runs)], terminal_width=250)
+    assert res.exit_code == 0 and res.output.strip().endswith("all runs and probes done"), res.output
+
+
+def test_runs_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    f = tmp_path / "runs"
+    f.write_text("not a folder")
+    res = runner.invoke(app, [*_FLAGS, "--agent", "random", "--runs-dir", str(f)], terminal_width=250)
+    assert res.exit_code == 2 and f"--runs-dir {f} is a file" in _unwrap(res.output)

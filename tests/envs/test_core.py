@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import warnings
 
 import numpy as np
@@ -10,7 +12,7 @@ import torch
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
-from recgym.envs.core import SingleEnvAdapter, as_action_tensor, hash32
+from recgym.envs.core import InfoDict, Lazy, SingleEnvAdapter, as_action_tensor, hash32
 from recgym.envs.rec import GroundTruthRecEnv
 from tests.envs.helpers import toy_dataset
 
@@ -162,3 +164,64 @@ def test_single_env_adapter_passes_check_env_without_warnings():
     assert isinstance(r, float) and isinstance(te, bool)
     with pytest.raises(ValueError, match="num_envs=1"):
         SingleEnvAdapter(_env(n=2))
+
+
+def test_info_dict_computes_lazy_entries_once_on_first_read():
+    calls = []
+
+    def build():
+        calls.append(1)
+        return torch.ones(2)
+
+    info = InfoDict({"a": 1, "m": Lazy(build)})
+    assert "m" in info and len(info) == 2 and sorted(info) == ["a", "m"] and info.get("a") == 1
+    assert calls == []  # nothing read yet
+    m = info["m"]
+    assert calls == [1] and info["m"] is m and info.get("m") is m and info.get("zz", 3) == 3
+    # every way of copying or reading values sees computed values, never the Lazy placeholder
+    copies = [lambda d: {**d}, dict, lambda d: d.copy(), copy.copy, copy.deepcopy, lambda d: dict(d.items()),
+              lambda d: pickle.loads(pickle.dumps(d)), lambda d: d | {}, lambda d: {} | d,
+              lambda d: dict(zip(d.keys(), d.values(), strict=True)), lambda d: {"m": d.pop("m")},
+              lambda d: {"m": d.setdefault("m", None)}]
+    for make_copy in copies:
+        out = make_copy(InfoDict({"m": Lazy(lambda: 5)}))
+        assert out["m"] == 5 and not isinstance(dict.__getitem__(out, "m"), Lazy)
+    assert InfoDict({"m": Lazy(lambda: 5)}) == {"m": 5} and "5" in repr(InfoDict({"m": Lazy(lambda: 5)}))
+
+
+def test_disabled_check_is_part_of_the_step_validation():
+    env = _env(n=2, autoreset_mode="DISABLED", max_turn=1)
+    env.reset(seed=0)
+    env.step(torch.tensor([0, 1]))
+    # the ended-env error comes before action errors of the same step
+    with pytest.raises(RuntimeError, match=r"envs \[0, 1\] have ended"):
+        env.step(torch.tensor([0, 9]))
+    loose = _env(n=2, autoreset_mode="DISABLED", max_turn=1, validate_actions=False)
+    loose.reset(seed=0)
+    loose.step(torch.tensor([0, 1]))
+    loose.step(torch.tensor([0, 1]))  # not checked: the caller vouches for its steps
+
+
+def test_seeds_outside_the_62_bit_key_space_are_refused_not_wrapped():
+    env = _env(n=2)
+    obs0, _ = env.reset(seed=0)
+    # 2**62 used to be taken modulo 2**62: the same episodes as seed 0
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*62\), got 4611686018427387904 \(it would wrap "
+                                         r"onto seed 0\)"):
+        env.reset(seed=2**62)
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*62\), got -1"):
+        env.reset(seed=-1)
+    env.reset(seed=2**62 - 1)  # the largest key is fine
+    single = SingleEnvAdapter(_env(n=1, autoreset_mode="DISABLED"))
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*62\)"):
+        single.reset(seed=2**62)
+
+
+def test_unusable_device_names_the_argument():
+    with pytest.raises(ValueError, match=r"device='gpu' is not a torch device \(expected cpu, cuda, cuda:N or mps\)"):
+        _env(device="gpu")
+    if torch.cuda.is_available() and torch.cuda.device_count() > 3:
+        pytest.skip("this machine has a cuda:3")
+    # on a CPU build torch used to fail with "Cannot get CUDA generator without ATen_cuda library"
+    with pytest.raises(ValueError, match=r"device='cuda:3' requested but"):
+        _env(device="cuda:3")

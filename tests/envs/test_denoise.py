@@ -45,10 +45,9 @@ def test_frozen_policy_reproduces_diffrec_evaluation(env_valid: DiffusionDenoise
     assert float(m["recall"].double().mean()) == pytest.approx(ev["Recall@20"], abs=1e-6)  # float32 info
     assert float(m["ndcg"].double().mean()) == pytest.approx(ev["NDCG@20"], abs=1e-6)
     assert bool(info["_episode_metrics"].all())
-    # reward "ra" with |R| <= K is recall; with a general |R| it is hits / min(|R|, K)
+    # N_K counts the hits: recall * |R|
     n_r = env.reward_mask.sum(1)
-    small = n_r <= env.k
-    assert torch.allclose(m["n_k"][small], m["recall"][small])
+    assert torch.allclose(m["n_k"], m["recall"] * n_r, atol=1e-5)
 
 
 @pytest.mark.parametrize("mode", ["residual", "guidance"])
@@ -68,7 +67,7 @@ def test_zero_action_equals_frozen_model(mode: str) -> None:
 
 
 def test_episode_structure_and_rewards(env_valid: DiffusionDenoiseEnv) -> None:
-    env = DiffusionDenoiseEnv("synthetic", num_envs=4, progress=False)
+    env = DiffusionDenoiseEnv("synthetic", num_envs=4, reward_items="holdout", progress=False)
     obs, info = env.reset(seed=1)
     assert bool((obs["t"] == env.T).all())
     for i in range(env.T):
@@ -79,32 +78,79 @@ def test_episode_structure_and_rewards(env_valid: DiffusionDenoiseEnv) -> None:
             assert bool((r == 0).all()) and not bool(term.any()) and "episode_metrics" not in info
     m = info["episode_metrics"]
     assert torch.allclose(r, 0.5 * m["n_k"] + 0.5 * m["n_simk"])
-    assert bool(((r >= 0) & (r <= 1)).all())
+    assert bool(((r >= 0) & (r <= env.k)).all())  # RACS counts hits
     # top-K list excludes the input history and has K distinct items
     top = m["topk"]
     assert top.shape == (4, env.k)
     assert not bool(env.history.gather(1, top).bool().any())
+    assert torch.equal(env.ranking_exclusion(), env.history > 0)
     assert all(len(set(row.tolist())) == env.k for row in top)
     # NEXT_STEP autoreset: the next step starts new episodes with reward 0
     obs, r, term, trunc, info = env.step(torch.zeros(4, env.n_items))
     assert bool((obs["t"] == env.T).all()) and bool((r == 0).all()) and not bool(term.any())
 
 
+def test_racs_counts_hits_as_the_paper_defines_it() -> None:
+    """RACS = alpha N_K + (1 - alpha) N_simK recomputed from sets: the user's hits on its observed (training)
+    items, and the mean hits of the same list on the items of its 10 most cosine-similar users."""
+    env = DiffusionDenoiseEnv("synthetic", num_envs=6, progress=False)
+    assert env.reward_kind == "racs" and env.reward_items == "train" and env.alpha == 0.5 and env.k == 20
+    assert env.n_similar == 10
+    obs, _ = env.reset(seed=2)
+    train = env.resources.train.numpy() > 0
+    users = env.user.tolist()
+    # input = the full training row, as in evaluation; the reward items are those observed items
+    assert torch.equal(obs["history"], env.resources.train[env.user]) and env.ranking_exclusion() is None
+    assert torch.equal(env.reward_mask, env.resources.train[env.user] > 0)
+    x0 = torch.randn(6, env.n_items, generator=torch.Generator().manual_seed(0))
+    m = env.terminal_reward(x0)
+    xn = train / np.maximum(np.linalg.norm(train, axis=1, keepdims=True), 1e-12)
+    checked = 0
+    for b, u in enumerate(users):
+        top = set(np.argsort(-x0[b].numpy())[:20].tolist())  # nothing excluded: the targets are the input
+        assert set(m["topk"][b].tolist()) == top
+        n_k = len(top & set(np.flatnonzero(train[u]).tolist()))
+        sim = xn @ xn[u]
+        sim[u] = -1.0
+        order = np.argsort(-sim, kind="stable")
+        nb = [v for v in order[:10] if sim[v] > 0]
+        n_simk = np.mean([len(top & set(np.flatnonzero(train[v]).tolist())) for v in nb]) if nb else 0.0
+        assert float(m["n_k"][b]) == n_k
+        if sim[order[9]] - sim[order[10]] > 1e-6:  # (a tie at the 10th neighbour may be broken either way)
+            checked += 1
+            assert float(m["n_simk"][b]) == pytest.approx(n_simk, abs=1e-5)
+        assert float(m["reward"][b]) == pytest.approx(0.5 * float(m["n_k"][b]) + 0.5 * float(m["n_simk"][b]))
+    assert checked >= 2
+    # "ra" is N_K alone; the normalised form divides by min(|R|, K) and by the best neighbour-weighted list
+    ra = DiffusionDenoiseEnv("synthetic", num_envs=6, reward="ra", progress=False, model=env.model)
+    ra.reset(seed=2)
+    assert torch.equal(ra.terminal_reward(x0)["reward"], m["n_k"])
+    norm = DiffusionDenoiseEnv("synthetic", num_envs=6, reward="racs_norm", progress=False, model=env.model)
+    norm.reset(seed=2)
+    mn = norm.terminal_reward(x0)
+    cap = env.reward_mask.sum(1).clamp(max=20).float()
+    assert torch.allclose(mn["n_k"], m["n_k"] / cap)
+    assert bool(((mn["reward"] >= 0) & (mn["reward"] <= 1)).all())
+
+
 def test_terminal_reward_hand_values() -> None:
-    env = DiffusionDenoiseEnv("synthetic", num_envs=2, reward="ndcg", k=5, progress=False)
+    env = DiffusionDenoiseEnv("synthetic", num_envs=2, reward="ndcg", k=5, reward_items="holdout", progress=False)
     env.reset(seed=0)
     rm, hist = env.reward_mask, env.history
     # scores: reward items on top -> N_K = 1, NDCG = 1
     x0 = rm.float() * 10 - hist * 100
     m = env.terminal_reward(x0)
-    assert torch.allclose(m["n_k"], torch.ones(2)) and torch.allclose(m["ndcg"], torch.ones(2))
+    assert torch.allclose(m["n_k"], rm.sum(1).clamp(max=5).float()) and torch.allclose(m["ndcg"], torch.ones(2))
     assert torch.allclose(m["reward"], m["ndcg"])
     # scores with no reward item in the top K -> 0
     m0 = env.terminal_reward(-rm.float() * 10)
     assert torch.equal(m0["n_k"], torch.zeros(2)) and torch.equal(m0["ndcg"], torch.zeros(2))
-    # N_simK: the best list over the neighbour signal gets 1
-    w = env.signal[env.user].masked_fill(hist > 0, 0.0)
-    m1 = env.terminal_reward(w - hist * 100)
+    # normalised N_simK: the best list over the neighbour signal gets 1
+    norm = DiffusionDenoiseEnv("synthetic", num_envs=2, reward="racs_norm", k=5, reward_items="holdout",
+                               progress=False, model=env.model)
+    norm.reset(seed=0)
+    w = norm.signal[norm.user].masked_fill(norm.history > 0, 0.0)
+    m1 = norm.terminal_reward(w - norm.history * 100)
     assert torch.allclose(m1["n_simk"], torch.ones(2))
     # NDCG with a single hit at rank 2 among |R| reward items: (1/log2(3)) / IDCG(min(|R|, K))
     user0_r = torch.nonzero(rm[0]).flatten()
@@ -123,10 +169,19 @@ def test_similar_user_signal_hand_example() -> None:
     assert torch.allclose(w[0], x[1]) and torch.allclose(w[1], x[0]) and torch.equal(w[2], torch.zeros(4))
     w2 = similar_user_signal(x, n_similar=2)
     assert torch.allclose(w2[0], x[1])  # the second neighbour (user 2) has cos 0 and weight 0
+    # uniform weights: the mean of the positive-similarity neighbours' rows (user 3 is like 0 and 1 alike)
+    x4 = torch.cat([x, torch.tensor([[1.0, 1.0, 1.0, 0.0]])])
+    u = similar_user_signal(x4, n_similar=2, weighting="uniform")
+    assert torch.allclose(u[3], (x4[0] + x4[1]) / 2)
+    c = similar_user_signal(x4, n_similar=2, weighting="cosine")
+    assert torch.allclose(c[3], (x4[0] + x4[1]) / 2)  # equal similarities: the same mean
+    assert torch.allclose(u[0], (x4[3] + x4[1]) / 2) and not torch.allclose(c[0], u[0])
+    with pytest.raises(ValueError, match="weighting"):
+        similar_user_signal(x, weighting="jaccard")
 
 
 def test_holdout_items_are_training_items_never_test_and_resampled() -> None:
-    env = DiffusionDenoiseEnv("synthetic", num_envs=16, holdout_frac=0.3, progress=False)
+    env = DiffusionDenoiseEnv("synthetic", num_envs=16, holdout_frac=0.3, reward_items="holdout", progress=False)
     obs, info = env.reset(seed=5)
     train = env.resources.train[env.user] > 0
     test = torch.from_numpy(env.splits.test)[env.user]
@@ -209,6 +264,8 @@ def test_bad_input_errors(env_valid: DiffusionDenoiseEnv) -> None:
         DiffusionDenoiseEnv("synthetic", num_envs=2, k=env.n_items + 1, progress=False)
     with pytest.raises(ValueError, match="reward"):
         DiffusionDenoiseEnv("synthetic", num_envs=2, reward="ctr", progress=False)
+    with pytest.raises(ValueError, match="reward_items"):
+        DiffusionDenoiseEnv("synthetic", num_envs=2, reward_items="test", progress=False)
     with pytest.raises(ValueError, match="reset options"):
         env.reset(seed=0, options={"user": [1]})
     # guidance mode: an n_items action is the wrong shape
@@ -281,3 +338,22 @@ def test_ml1m_frozen_policy_reproduces_pretrained_numbers() -> None:
     m = info["episode_metrics"]
     assert float(m["recall"].double().mean()) == pytest.approx(ev["Recall@20"], abs=1e-6)
     assert float(m["ndcg"].double().mean()) == pytest.approx(ev["NDCG@20"], abs=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["residual", "guidance"])
+def test_actions_outside_the_box_are_clipped_as_the_space_says(mode: str) -> None:
+    env = DiffusionDenoiseEnv("synthetic", num_envs=3, action_mode=mode, guidance_dim=8, progress=False)
+    assert float(env.single_action_space.low.min()) == -1.0 and float(env.single_action_space.high.max()) == 1.0
+    big = torch.full(env.action_space.shape, 7.5)
+    big[1] = -40.0
+    clipped = big.clamp(-1.0, 1.0)
+    env.reset(seed=4)
+    obs_big, *_ = env.step(big)
+    env.reset(seed=4)
+    obs_clip, *_ = env.step(clipped)
+    assert torch.equal(obs_big["x_t"], obs_clip["x_t"])  # 7.5 acts as 1, -40 as -1
+    nan = clipped.clone()
+    nan[2, 0] = float("nan")
+    env.reset(seed=4)
+    with pytest.raises(ValueError, match=r"NaN/inf value\(s\) in env\(s\) \[2\]"):
+        env.step(nan)

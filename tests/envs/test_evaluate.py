@@ -89,3 +89,40 @@ def test_evaluate_export_is_the_function_even_after_submodule_import():
     from recgym.envs import evaluate as exported
 
     assert callable(exported) and exported is evaluate
+
+
+def _evaluation_users(env, seed: int) -> torch.Tensor:
+    """The users of one evaluation: ``num_envs`` episodes, one per env, read at their first step."""
+    seen = {}
+
+    def policy(obs, info):
+        seen.setdefault("users", obs["user"].clone())
+        return info["action_mask"].float().argmax(1)
+
+    evaluate(policy, env, n_episodes=env.num_envs, seed=seed)
+    return seen["users"]
+
+
+def test_two_seeds_share_no_more_evaluation_users_than_chance():
+    # 1,000 users, 100 episodes per evaluation. Resetting with the seed itself made seed k+1's env i replay
+    # seed k's env i+1: 99 of 100 users shared. Drawn independently, two evaluations share on average
+    # 100 * (1 - (1 - 1/1000)^100) ~ 9.5 distinct users (sd ~ 3) and ~0.1 slots.
+    from recgym.data.synthetic import load_synthetic
+
+    env = GroundTruthRecEnv(load_synthetic(n_users=1000, n_items=60, seed=5), num_envs=100, protocol="custom",
+                            max_turn=2)
+    users = {s: _evaluation_users(env, s) for s in (0, 1, 2)}
+    assert torch.equal(users[0], _evaluation_users(env, 0))  # the same seed: the same users, slot by slot
+    for a, b in ((0, 1), (1, 2), (0, 2)):
+        shared = len(set(users[a].tolist()) & set(users[b].tolist()))
+        assert shared <= 25, (a, b, shared)
+        assert int((users[a][1:] == users[b][:-1]).sum()) <= 3  # no shifted copy of the other seed's envs
+        assert int((users[a] == users[b]).sum()) <= 3
+
+
+def test_derived_seeds_are_distinct_in_range_and_stable():
+    from recgym.envs.evaluation import derive_seed
+
+    seeds = {derive_seed(s, p, k) for s in range(50) for p in ("evaluate", "evaluation") for k in range(5)}
+    assert len(seeds) == 500 and all(0 <= x < 2**62 - 2**32 for x in seeds)
+    assert derive_seed(3, "evaluation", 1) == derive_seed(3, "evaluation", 1) != derive_seed(3, "evaluation", 2)

@@ -79,9 +79,9 @@ def _env(**kw) -> InteractiveRecEnv:  # noqa: ANN003
 def test_dorl_shaped_reward_by_hand() -> None:
     env = _env(lambda_u=0.5, lambda_ent=1.0)
     env.reset(seed=0)
-    base_min = min(1 - 0, 2 - 0.5, 3 - 1, 4, 5, 0.5)  # min(mean - 0.5 unc) = 0.5
-    min_r = base_min + 1.0 * 2 * H23
-    assert env.min_r == pytest.approx(min_r)
+    # DORL-codes simulated_env.py: MIN_R = min(pred) - lambda_var * max(var) + lambda_ent * ent_min
+    min_r = 0.5 - 0.5 * 2.0 + 1.0 * 2 * H23
+    assert env.shaping.shift == "dorl" and env.min_r == pytest.approx(min_r)
     _, r, *_ = env.step(torch.tensor([0, 1]))
     # step 0: E = table1[{a}] + 1 (episode shorter than 2)
     assert r[0].item() == pytest.approx(1.0 + (H23 + 1) - min_r, abs=1e-5)
@@ -90,6 +90,74 @@ def test_dorl_shaped_reward_by_hand() -> None:
     # step 1: trajectories [0,1] and [1,0]: E = table1[{last}] + table2[{0,1}]
     assert r[0].item() == pytest.approx(2 - 0.5 + (1.0 + H23) - min_r, abs=1e-5)
     assert r[1].item() == pytest.approx(1.0 + (H23 + H23) - min_r, abs=1e-5)
+    # reward range: MAX_R - MIN_R with MAX_R = max(pred) - lambda_var * min(var) + lambda_ent * ent_max
+    assert float(env.single_observation_space["rewards"].high[0]) == pytest.approx(5.0 + 2.0 - min_r, rel=1e-4)
+
+
+def test_cellwise_shift_by_hand() -> None:
+    env = _env(lambda_u=0.5, lambda_ent=1.0, shift="cellwise")
+    base_min = min(1 - 0, 2 - 0.5, 3 - 1, 4, 5, 0.5)  # min(mean - 0.5 unc) = 0.5
+    assert env.min_r == pytest.approx(base_min + 1.0 * 2 * H23)
+
+
+def test_penalty_shift_keeps_the_rating_scale() -> None:
+    # lambda_u 0.5 and lambda_ent = lambda_int = 1 with R3S's decay:
+    # r = mean - 0.5 (unc - U_log) - entropy penalties; U_log = mean unc over the 5 logged pairs = (0+1+2+0+0)/5
+    env = _env(reward_preset="r3s", lambda_u=0.5, lambda_ent=1.0, lambda_int=1.0)
+    assert (env.shaping.shift, env.shaping.lambda_u_rule) == ("penalty", "fixed")
+    assert env.u_ref == pytest.approx(0.6) and env.min_r == pytest.approx(-0.3)
+    env.reset(seed=0)
+    _, r, *_ = env.step(torch.tensor([3, 1]))
+    # step 0 (w_loc 0.5, w_glob 0.5): item 3 is unseen ({3} -> 1, window 2 short -> 1): E_loc = E_glob = 2 = E_max
+    assert r[0].item() == pytest.approx(4.0 + 0.3, abs=1e-5)
+    # item 1: table1[{1}] = 1, so again no entropy penalty; uncertainty 1 costs 0.5 * (1 - 0.6)
+    assert r[1].item() == pytest.approx(2.0 - 0.2, abs=1e-5)
+    _, r, *_ = env.step(torch.tensor([0, 0]))
+    # step 1, trajectory [3, 0]: E_loc = table1[{0}] + table2[{0,3}] = H23 + 1; E_glob samples one position per
+    # window 1 ({3} or {0}) and both for window 2: H23 + 1 or 1 + 1. Penalty = w * (2 - E).
+    w_loc = 0.5 * math.exp(-1.0)
+    pen_loc = w_loc * (1 - H23)
+    got = 1.3 - r[0].item() - pen_loc  # what is left is the global penalty: 0 or (1 - w_loc) * (1 - H23)
+    assert min(abs(got), abs(got - (1 - w_loc) * (1 - H23))) < 1e-5
+    space = env.single_observation_space["rewards"]
+    assert float(space.low[0]) == 0.0 and float(space.high[0]) == pytest.approx(5.3, rel=1e-4)
+
+
+def test_gap_rule_lambda_u_by_hand() -> None:
+    from recgym.envs.interactive import LAMBDA_U_MAX, gap_rule_lambda_u
+
+    mean = torch.tensor([[3.0, 1.0, 2.0], [4.0, 2.0, 1.0]])
+    unc = torch.tensor([[0.2, 1.0, 0.6], [0.4, 0.8, 1.2]])
+    users, items = np.array([0, 1, 1]), np.array([0, 0, 0])  # duplicate pair (1, 0) counts once
+    # logged (0,0), (1,0): mean 3.5, unc 0.3; unlogged: mean 1.5, unc 0.9 -> lambda = 2.0 / 0.6
+    assert gap_rule_lambda_u(mean, unc, users, items) == pytest.approx(2.0 / 0.6)
+    assert gap_rule_lambda_u(mean, 1.2 - unc, users, items) == 0.0  # unlogged pairs less uncertain: rule off
+    assert gap_rule_lambda_u(-mean, unc, users, items) == 0.0  # no advantage of logged pairs to offset
+    assert gap_rule_lambda_u(mean, unc * 1e-3, users, items) == LAMBDA_U_MAX
+    with pytest.raises(ValueError, match="unlogged"):
+        gap_rule_lambda_u(mean[:1, :1], unc[:1, :1], np.array([0]), np.array([0]))
+
+
+def test_lambda_u_gap_rule_is_applied_by_the_env() -> None:
+    from recgym.envs.interactive import gap_rule_lambda_u
+
+    ds = _seq_dataset()  # logged: user 0 items 0, 1, 2; user 1 items 0, 1
+    mean = torch.tensor([[4.0, 4, 4, 1, 1], [4, 4, 1, 1, 1]])
+    unc = torch.tensor([[0.2, 0.2, 0.2, 1, 1], [0.2, 0.2, 1, 1, 1]])
+    env = InteractiveRecEnv(ds, num_envs=2, world_model=_FixedModel(mean, unc), users=[0, 0], reward_preset="r3s",
+                            lambda_u="gap")
+    want = gap_rule_lambda_u(mean, unc, ds.train["user"].to_numpy().copy(), ds.train["item"].to_numpy().copy())
+    assert want == pytest.approx(3.0 / 0.8)  # reward gap 4 - 1, uncertainty gap 1 - 0.2
+    assert env.shaping.lambda_u_rule == "gap" and env.shaping.lambda_u == pytest.approx(want)
+    assert env.effective_kwargs()["lambda_u"] == pytest.approx(want)
+    # the r3s default is the fixed one-sigma bound
+    assert (resolve_shaping("r3s", "coat").lambda_u, resolve_shaping("r3s", "coat").lambda_u_rule) == (1.0, "fixed")
+    dorl = resolve_shaping("r3s", "yahoo", lambda_u="dorl", world_model="deepfm")
+    assert (dorl.lambda_u, dorl.lambda_u_rule, dorl.shift, dorl.world_model) == (0.01, "dorl", "penalty", "deepfm")
+    with pytest.raises(ValueError, match="lambda_u must be a number"):
+        _env(lambda_u="auto")
+    with pytest.raises(ValueError, match="shift"):
+        _env(shift="zero")
 
 
 def test_r3s_global_term_samples_positions_and_decays() -> None:
@@ -99,9 +167,10 @@ def test_r3s_global_term_samples_positions_and_decays() -> None:
         env.reset(seed=seed)
         env.step(torch.tensor([0, 0]))
         _, r, *_ = env.step(torch.tensor([1, 1]))
-        # E_glob over one random position of [0, 1]: table1[{0}] = H23 or table1[{1}] = 1
+        # E_glob over one random position of [0, 1]: table1[{0}] = H23 or table1[{1}] = 1;
+        # penalty shift: r = mean - w_glob * (E_max - E_glob) with E_max = 1
         w_glob = 1 - 0.5 * math.exp(-1.0)
-        e = (r + env.min_r - 2.0) / w_glob
+        e = 1.0 - (2.0 - r) / w_glob
         for v in e.tolist():
             assert min(abs(v - H23), abs(v - 1.0)) < 1e-4
             seen.add(round(v, 3))
@@ -147,7 +216,7 @@ def test_presets_record_their_values() -> None:
 
 
 SMALL = {"dataset_kwargs": {"n_users": 40, "n_items": 60, "seed": 0}, "progress": False,
-         "world_model_config": {"epochs": 3, "n_samples": 4, "steps": 5, "sample_steps": 5, "hidden": 16}}
+         "world_model_config": {"epochs": 3, "n_samples": 4, "steps": 5, "hidden": 16}}
 
 
 def test_gym_make_check_env_and_spec() -> None:

@@ -18,7 +18,7 @@ SMALL = {"dataset_kwargs": {"n_users": 40, "n_items": 60, "seed": 0}}
 def test_protocol_is_frozen_and_its_dict_is_plain():
     p = resolve_protocol("dorl", "Yahoo-R3", "distance")
     assert p == Protocol(name="dorl", dataset="yahoo", mode="NX_0", quit_rule="distance", num_leave_compute=3,
-                         leave_threshold=120.0, max_turn=30, source="dorl")
+                         leave_threshold=120.0, max_turn=30, source="dorl", quit_window="published")
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.max_turn = 5  # type: ignore[misc]
     assert json.loads(json.dumps(p.as_dict())) == p.as_dict()
@@ -52,3 +52,22 @@ def test_shaping_is_frozen_rejects_unknown_fields_and_reaches_info_as_plain_valu
     _, info = env.reset(seed=0)
     assert info["shaping"] == {**shaping.as_dict(), "protocol": "dorl", "min_r": env.unwrapped.min_r}
     assert json.loads(json.dumps(info["shaping"])) == {**info["shaping"], "entropy_window": [1, 2]}
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"leave_threshold": float("nan")}, r"leave_threshold must be a number \(not NaN: it would silently disable "
+                                        r"quitting\), got nan"),
+    ({"leave_threshold": "far"}, r"leave_threshold must be a number .*got 'far'"),
+    ({"max_turn": 2.5}, r"max_turn must be an integer >= 1, got 2.5"),
+    ({"max_turn": 0}, r"max_turn must be an integer >= 1, got 0"),
+    ({"max_turn": True}, r"max_turn must be an integer >= 1, got True"),
+    ({"num_leave_compute": 1.5}, r"num_leave_compute must be an integer >= 0, got 1.5"),
+])
+def test_protocol_values_are_checked_naming_the_argument(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_protocol("dorl", "coat", "distance", **kwargs)
+    with pytest.raises(ValueError, match=message):  # through the env constructor
+        gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=2, **SMALL, **kwargs)
+    import numpy as np
+
+    assert resolve_protocol("dorl", "coat", "distance", max_turn=np.int64(5), leave_threshold=np.float32(2)).max_turn == 5

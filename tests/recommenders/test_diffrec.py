@@ -245,6 +245,14 @@ def test_checkpoint_cache_roundtrip_and_mismatch(synth: LoggedDataset, tmp_path,
     with pytest.raises(CheckpointMismatchError, match="steps"):
         DiffRec.load(path, expect_fingerprint=sp.fingerprint, expect_config=DiffRecConfig(**{**TINY.to_dict(),
                                                                                              "steps": 6}))
+    # 200 garbled bytes in the middle of the file, same size: refitted with a warning naming the file
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 200] = bytes(b ^ 0x5A for b in data[mid:mid + 200])
+    path.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match=rf"unusable DiffRec cache: {path}: sha256 .* does not match"):
+        garbled, _ = fit_or_load_diffrec(synth, TINY, progress=False)
+    assert torch.equal(garbled.predict(x), model.predict(x))
     # a corrupt cache is rebuilt (with a warning), not trusted
     path.write_bytes(b"not a checkpoint")
     with pytest.warns(UserWarning, match="unusable DiffRec cache"):

@@ -3,9 +3,10 @@ pure-torch pieces of their losses.
 
 The reverse diffusion chain of a DiffRec denoiser is treated as an MDP (as in ReFiT, "Fine-Tuning
 Diffusion-Based Recommender Systems via Reinforcement Learning with Reward Function Optimization",
-arXiv:2511.06937): state (t, x_t), action x_{t-1}, terminal reward r(x_0). The policy is a Gaussian ``N(mu_theta(x_t, t), std^2 I)`` around the trainable
-denoiser's posterior mean with an *exploration* std (DiffRec's own posterior std, ~8e-4, is far too small to
-explore with).
+arXiv:2511.06937): state (t, x_t), action x_{t-1}, terminal reward r(x_0). The policy is a Gaussian
+``N(mu_theta(x_t, t), std_t^2 I)`` around the trainable denoiser's posterior mean, with either the model's own
+posterior std at each step (``explore_std=None``: ReFiT's MDP, every step the pre-trained model's reverse
+Gaussian) or a fixed exploration std (``explore_std=0.02``: recgym's last-step variant).
 
 Log-prob reduction over items. ``reduce="mean"`` (the default everywhere in recgym) averages the per-item
 Gaussian log-densities, as DDPO does over pixels, so the per-step log-prob and every loss built on it are
@@ -16,8 +17,8 @@ the regularisers and the meaning of the PPO ratio).
 
 `ChainFinetunerConfig` holds the fields the three algorithms share (each algorithm's config adds only its own);
 `ChainFinetuner` is the agent around a trainable copy of the env's denoiser (sampling, model selection on
-validation, save / load) and `DenoiseBridge` what it takes from a ``DiffusionDenoise-*`` env. The loss pieces
-(`gaussian_log_prob`, `group_advantages`, `reinforce_loss`, `ppo_clip_loss`, `exp_reward_weights`,
+validation, save / load) and `DenoiseBridge` (`recgym.agents.denoise.bridge`, importable from here too) what it
+takes from a ``DiffusionDenoise-*`` env. The loss pieces (`gaussian_log_prob`, `group_advantages`, `reinforce_loss`, `ppo_clip_loss`, `exp_reward_weights`,
 `sample_chain`, ...) are functions of tensors only (no env, no host round-trip), so they run on any device and
 are unit-tested on hand-computed small Gaussians.
 """
@@ -26,13 +27,17 @@ from __future__ import annotations
 
 import copy
 import math
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from recgym.agents.base import AgentConfig, BudgetUnit
+from recgym.agents.denoise.bridge import DenoiseBridge
 
 _LOG_2PI = math.log(2.0 * math.pi)
 SELECT_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
@@ -42,13 +47,17 @@ SELECT_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 class ChainFinetunerConfig(AgentConfig):
     """Settings ReFiT, DDPO and RWFT share; ``learn``'s budget counts iterations (one batch of chains each).
 
-    Exploration: ``samples_per_user`` chains per user, Gaussian noise of std ``explore_std`` on the last
-    ``explore_steps`` transitions (None: all T); the earlier ones follow the posterior mean (the reasons and
-    measurements are in docs/DESIGN.md). ``lr`` 1e-4 (Adam): ReFiT's published 1e-3 random-walked the weights
-    away from the pre-trained optimum here. Model selection: every ``eval_every`` iterations (0: never) the
-    policy is scored on the validation split by ``select_metric`` (the whole split, so ``eval_episodes`` is not
-    used); with ``keep_best`` the best weights are restored at the end of `learn`. ``device`` must be the env's
-    (None: the env's).
+    Exploration: ``samples_per_user`` chains per user, Gaussian noise on the last ``explore_steps`` transitions
+    (None: all T); the earlier ones follow the posterior mean. The noise std is ``explore_std`` at every
+    stochastic step, or, with ``explore_std=None``, the frozen model's posterior std of that step (DiffRec's
+    clipped posterior variance). The defaults here (last step only, std 0.02, lr 1e-4) are the last-step
+    variant DDPO and RWFT use and ``refit_lastep`` keeps; ``refit`` overrides them with the paper's MDP (see
+    `recgym.agents.denoise.refit`). Model selection: every ``eval_every`` iterations (0: never) the policy is
+    scored on the whole validation split (all users with validation items; ``eval_episodes`` is not used) by
+    ``select_metric``; with ``keep_best`` the best weights (the pre-trained ones included, scored at
+    iteration 0) are restored at the end of `learn`. ``test_at_end``: after that, score the kept weights and
+    the pre-trained model on the test split, per user, and record the means and the paired differences with
+    their 95% interval (`ChainFinetuner.final_report`). ``device`` must be the env's (None: the env's).
     """
 
     budget_unit: ClassVar[BudgetUnit] = "iterations"
@@ -57,12 +66,13 @@ class ChainFinetunerConfig(AgentConfig):
     iterations: int = 200  # the default budget of `learn`
     lr: float = 1e-4
     samples_per_user: int = 32
-    explore_std: float = 0.02
+    explore_std: float | None = 0.02
     explore_steps: int | None = 1
     log_prob_reduce: str = "mean"
     max_grad_norm: float | None = 1.0
     select_metric: str = "recall@20"
     keep_best: bool = True
+    test_at_end: bool = False
     log_every: int = 1
     device: str | None = None
 
@@ -76,8 +86,9 @@ class ChainFinetunerConfig(AgentConfig):
                 raise ValueError(f"{agent}: {name}={v!r}; expected a positive integer")
         if not self.lr > 0:
             raise ValueError(f"{agent}: lr={self.lr}; expected > 0")
-        if not self.explore_std > 0:
-            raise ValueError(f"{agent}: explore_std={self.explore_std}; expected > 0")
+        if self.explore_std is not None and not self.explore_std > 0:
+            raise ValueError(f"{agent}: explore_std={self.explore_std}; expected > 0 (or None: the model's "
+                             "posterior std)")
         if self.log_prob_reduce not in ("mean", "sum"):
             raise ValueError(f"{agent}: log_prob_reduce={self.log_prob_reduce!r}; valid values: ['mean', 'sum']")
         if self.eval_every < 0:
@@ -114,26 +125,45 @@ def gaussian_kl_same_std(mean_p: Tensor, mean_q: Tensor, std: float | Tensor, re
     return _reduce_items((mean_p - mean_q) ** 2 / (2.0 * std_t * std_t), reduce)
 
 
+BASELINES = ("user", "user_mean", "greedy", "batch", "none")
+
+
 def group_advantages(
     rewards: Tensor,
     baseline: str = "user",
     normalize: bool = False,
     clip: float | None = None,
     eps: float = 1e-8,
+    reference: Tensor | None = None,
 ) -> Tensor:
     """Advantages for rewards shaped [n_users, k] (k samples of the chain per user).
 
     ``baseline``:
       - ``"user"``: leave-one-out mean of the user's other k-1 samples (RLOO; unbiased, needs k >= 2);
       - ``"user_mean"``: the user's mean over all k samples (DDPO's per-prompt statistics);
+      - ``"greedy"``: ``reference`` [n_users], a per-user value computed without the samples (the reward of the
+        user's deterministic posterior-mean chain); unbiased for any k, and 0 wherever the noise did not change
+        the top-K list;
       - ``"batch"``: the mean over the whole batch;
       - ``"none"``: no baseline (plain REINFORCE).
     ``normalize``: divide by the std of the same group the baseline came from (per user for the user baselines,
-    the batch for ``"batch"``/``"none"``), plus ``eps``. ``clip``: clamp the result to [-clip, clip].
+    the batch for ``"batch"``/``"none"``; for ``greedy`` the root mean square of the user's advantages, or of the
+    batch's when k = 1), plus ``eps``. ``clip``: clamp the result to [-clip, clip].
     """
     if rewards.dim() != 2:
         raise ValueError(f"rewards must be [n_users, k_samples], got shape {tuple(rewards.shape)}")
     k = rewards.shape[1]
+    if (reference is not None) != (baseline == "greedy"):
+        raise ValueError("baseline='greedy' needs reference= (one value per user); the others take none")
+    if baseline == "greedy":
+        assert reference is not None
+        if reference.shape != rewards.shape[:1]:
+            raise ValueError(f"reference must be [n_users]={tuple(rewards.shape[:1])}, got {tuple(reference.shape)}")
+        adv = rewards - reference[:, None]
+        if normalize:  # by the root mean square of the advantages (0 only where they all are)
+            scale = adv.pow(2).mean(dim=1, keepdim=True).sqrt() if k > 1 else adv.pow(2).mean().sqrt()
+            adv = adv / (scale + eps)
+        return adv.clamp(-clip, clip) if clip is not None else adv
     if baseline == "user":
         if k < 2:
             raise ValueError("baseline='user' (leave-one-out) needs samples_per_user >= 2")
@@ -146,7 +176,7 @@ def group_advantages(
     elif baseline == "none":
         adv = rewards.clone()
     else:
-        raise ValueError(f"baseline must be 'user', 'user_mean', 'batch' or 'none', got {baseline!r}")
+        raise ValueError(f"baseline must be one of {list(BASELINES)}, got {baseline!r}")
     if normalize:
         if baseline in ("user", "user_mean"):
             scale = rewards.std(dim=1, unbiased=False, keepdim=True) if k > 1 else torch.ones_like(rewards[:, :1])
@@ -219,6 +249,22 @@ def exp_reward_weights(rewards: Tensor, temperature: float, normalize: str = "ba
 # ----------------------------------------------------------------------------------------------- chains
 
 
+def chain_stds(model: Any, explore_std: float | None) -> list[float]:
+    """The noise std of each reverse step, indexed by DiffRec's step ``t`` (0..T-1).
+
+    ``explore_std=None``: the model's own posterior std ``exp(0.5 * posterior_log_variance_clipped[t])`` (so
+    the last step, t = 0, uses the clipped value of t = 1, as DiffRec's table does); a float: that std at every
+    step.
+    """
+    if explore_std is None:
+        return [float(model.posterior_std(t)) for t in range(int(model.steps))]
+    return [float(explore_std)] * int(model.steps)
+
+
+def _std_at(std: float | Sequence[float], t: int) -> float:
+    return float(std) if isinstance(std, (int, float)) else float(std[t])
+
+
 def chain_steps(steps: int) -> list[int]:
     """The reverse-chain step indices in order: ``T-1, ..., 0`` (DiffRec's convention, see `DiffRec`)."""
     return list(reversed(range(int(steps))))
@@ -251,7 +297,7 @@ def sample_chain(
     model: Any,
     policy: torch.nn.Module,
     x_start: Tensor,
-    std: float,
+    std: float | Sequence[float],
     generator: torch.Generator,
     explore_steps: int | None = None,
     store: bool = False,
@@ -263,7 +309,8 @@ def sample_chain(
     ``k`` samples per row (sample-major: chain ``n = j * B + b``).
 
     Deterministic posterior means for the prefix (`split_steps`, computed once per row), then ``x_{t-1} =
-    mu_policy(x_t, t) + std * eps`` for each of the last ``explore_steps`` steps (the very last one included,
+    mu_policy(x_t, t) + std_t * eps`` for each of the last ``explore_steps`` steps (``std``: one float for
+    every step, or a per-step sequence indexed by DiffRec's t, `chain_stds`) (the very last one included,
     so the terminal scores are explored); the chains branch into ``k`` copies at the first stochastic step
     (whose mean is shared by the copies). Returns ``(x_final [k*B, I], states, log_probs)``; with ``store``:
     ``states`` [E+1, k*B, I] (the state entering the first stochastic step, repeated, then each sampled
@@ -276,20 +323,21 @@ def sample_chain(
     states = [x.repeat(k, 1)] if store else None
     lps = [] if store else None
     for i, t in enumerate(suffix):
+        s_t = _std_at(std, t)
         mu = model.posterior_mean(x, t, denoiser=policy)
         if i == 0 and k > 1:
             eps = torch.randn((mu.shape[0] * k, mu.shape[1]), generator=generator, device=mu.device, dtype=mu.dtype)
             if store:
                 mu = mu.repeat(k, 1)
-                x_prev = mu + std * eps
+                x_prev = mu + s_t * eps
             else:  # in place, without a K-times repeated mean
-                x_prev = eps.mul_(std).view(k, -1, mu.shape[1]).add_(mu[None]).view(-1, mu.shape[1])
+                x_prev = eps.mul_(s_t).view(k, -1, mu.shape[1]).add_(mu[None]).view(-1, mu.shape[1])
         else:
             eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-            x_prev = mu + std * eps
+            x_prev = mu + s_t * eps
         if store:
             states.append(x_prev)
-            lps.append(gaussian_log_prob(x_prev, mu, std, reduce))
+            lps.append(gaussian_log_prob(x_prev, mu, s_t, reduce))
         x = x_prev
     if store:
         return x, torch.stack(states), torch.stack(lps)
@@ -297,6 +345,28 @@ def sample_chain(
 
 
 # ----------------------------------------------------------------------------------------------- agents
+
+
+def paired_report(ours: dict[str, Any], ref: dict[str, Any], which: str = "test",
+                  ks: tuple[int, ...] = (10, 20)) -> dict[str, float]:
+    """Per-user metrics of a model (``ours``) against the pre-trained one (``ref``), both from
+    `recgym.recommenders.ranking.evaluate_scores_per_user` on split ``which``: for each metric M,
+    ``{which}_M``, ``{which}_M_pretrained``, the paired difference ``{which}_M_diff`` and its 95% interval
+    ``_diff_low`` / ``_diff_high`` (`recgym.metrics.paired_difference`), and ``{which}_users``."""
+    from recgym.metrics import paired_difference
+
+    if not np.array_equal(ours["users"], ref["users"]):
+        raise ValueError("paired_report: the two evaluations cover different users")
+    out: dict[str, float] = {f"{which}_users": float(len(ours["users"]))}
+    for m in (f"{n}@{k}" for n in ("Recall", "NDCG") for k in ks):
+        d = paired_difference(ours[m], ref[m])
+        out[f"{which}_{m}"] = float(ours[m].mean())
+        out[f"{which}_{m}_pretrained"] = float(ref[m].mean())
+        out[f"{which}_{m}_diff"] = d["mean"]
+        out[f"{which}_{m}_diff_low"] = d["ci_low"]
+        out[f"{which}_{m}_diff_high"] = d["ci_high"]
+    return out
+
 
 
 def metric_value(metrics: dict[str, Any], name: str) -> float:
@@ -334,6 +404,7 @@ class ChainFinetuner:
         for p in self.reference.parameters():
             p.requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr)
+        self.stds = chain_stds(self.model, config.explore_std)  # noise std per DiffRec step t
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(config.seed))
         self.iteration = 0
@@ -341,6 +412,13 @@ class ChainFinetuner:
         self.best_valid = float("-inf")
         self.best_state: dict[str, Tensor] | None = None
         self.best_iteration = 0
+        # wall-clock cost of `learn` (updates + validations), the update part alone, and the total when the
+        # best validation point was reached
+        self.seconds = 0.0
+        self.update_seconds = 0.0
+        self.best_seconds = 0.0
+        self._clock = time.perf_counter()  # restarted by `learn`
+        self.final: dict[str, float] = {}
         self.training = True
 
     # -- acting -----------------------------------------------------------------------------------
@@ -402,12 +480,15 @@ class ChainFinetuner:
             raise ValueError(f"{self.name}: learn() got a different env than the one the agent was made for")
         if self.iteration == 0:
             self.bridge.seed(int(c.seed))
+        self._clock = time.perf_counter()
         if c.eval_every > 0 and self.best_state is None and self.iteration == 0:
             self._validate(logger)
         bar = progress(n_iter, self.name, c.progress)
         for _ in range(n_iter):
+            t0 = time.perf_counter()
             users, x_start, ctx = self._sample_users()
             stats = self._update(x_start, ctx, users)
+            self.update_seconds += time.perf_counter() - t0
             self.iteration += 1
             if logger is not None and (self.iteration % c.log_every == 0 or self.iteration == 1):
                 log_scalars(logger, {k: float(v) for k, v in stats.items()}, self.iteration, prefix="train/")
@@ -417,18 +498,49 @@ class ChainFinetuner:
         bar.close()
         if c.eval_every > 0 and self.iteration % c.eval_every != 0:
             self._validate(logger)
+        self._tick()
         if c.keep_best and self.best_state is not None:
             self.policy.load_state_dict(self.best_state)
+        if c.test_at_end:
+            self.final = self.final_report()
+            if math.isfinite(self.best_valid):  # the kept weights' validation score
+                self.final = {f"valid_{c.select_metric}": self.best_valid, **self.final}
+            log_scalars(logger, self.final, self.iteration)
+            self.history.append({"iteration": self.iteration, **self.final})
+
+    def final_report(self, which: str = "test", ks: tuple[int, ...] = (10, 20)) -> dict[str, float]:
+        """The current weights against the pre-trained model on a split, user by user (all users with ground
+        truth there): for each metric M, ``{which}_M`` (ours), ``{which}_M_pretrained``, and the paired
+        difference ``{which}_M_diff`` with its 95% interval ``_diff_low`` / ``_diff_high``
+        (`recgym.metrics.paired_difference`); plus ``{which}_users`` and the cost: ``best_iteration``,
+        ``seconds_to_best`` (wall seconds of `learn`, updates and validations, until the best validation
+        point), ``seconds_total``, ``user_episodes_to_best`` (chains sampled until then: iterations x users x
+        samples per user) and ``seconds_per_user_episode`` (update time per sampled chain)."""
+        ours = self.bridge.evaluate_per_user(self.policy, which, ks)
+        ref = self.bridge.evaluate_per_user(None, which, ks)
+        per_iter = self.bridge.num_envs * self.config.samples_per_user
+        return {"best_iteration": float(self.best_iteration), "seconds_to_best": self.best_seconds,
+                "seconds_total": self.seconds, "user_episodes_to_best": float(self.best_iteration * per_iter),
+                "seconds_per_user_episode": self.update_seconds / max(1, self.iteration * per_iter),
+                **paired_report(ours, ref, which, ks)}
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.seconds += now - self._clock
+        self._clock = now
 
     def _validate(self, logger: Any) -> float:
         from recgym.agents.common import log_scalars
 
         ev = self.evaluate(("valid",))["valid"]
+        self._tick()
         value = float(metric_value(ev, self.config.select_metric))
         log_scalars(logger, {k: v for k, v in ev.items() if k != "users"}, self.iteration, prefix="valid/")
-        self.history.append({"iteration": self.iteration, **{k: float(v) for k, v in ev.items()}})
+        self.history.append({"iteration": self.iteration, **{k: float(v) for k, v in ev.items()},
+                             "seconds": self.seconds})
         if value > self.best_valid:
             self.best_valid = value
+            self.best_seconds = self.seconds
             self.best_iteration = self.iteration
             self.best_state = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
         return value
@@ -452,13 +564,15 @@ class ChainFinetuner:
             "best_state": None if self.best_state is None
             else {k: v.detach().cpu() for k, v in self.best_state.items()},
             "history": self.history,
-        })
+            "final": self.final,
+            "seconds": [self.seconds, self.update_seconds, self.best_seconds],
+        }, env=self.bridge.env)
 
     def load(self, path: str) -> None:
         """Restore what `save` wrote; the checkpoint must come from the same agent and catalogue size."""
         from recgym.agents.common import load_checkpoint
 
-        payload = load_checkpoint(path, self.name)
+        payload = load_checkpoint(path, self.name, env=self.bridge.env)
         if int(payload["n_items"]) != int(self.model.n_items):
             raise ValueError(f"{self.name}: checkpoint {path!r} has n_items={payload['n_items']}, "
                              f"the env has {self.model.n_items}")
@@ -471,68 +585,5 @@ class ChainFinetuner:
         bs = payload.get("best_state")
         self.best_state = None if bs is None else {k: v.to(self.device) for k, v in bs.items()}
         self.history = list(payload.get("history", []))
-
-
-class DenoiseBridge:
-    """What the chain fine-tuners take from a ``DiffusionDenoise-*`` env (`recgym.envs.denoise`).
-
-    - ``batch()``: ``env.reset()`` draws the next ``num_envs`` users and their held-out reward items (the env's
-      own per-episode randomness, seeded once by ``seed``); returns ``(users [B], x_T [B, I], None)``. The
-      agents run ``K = samples_per_user`` chains per user, sample-major (chain ``n = k * B + b``).
-    - ``reward(x0)``: the env's terminal reward of each chain's final scores (``env.terminal_reward``, called
-      once per sample so all K samples of a user are scored against the same held-out items), as
-      ``[K*B]``; ``grouped`` / ``ungrouped`` convert between that layout and ``[B, K]``.
-
-    The chain itself is run by the agent: in the env's ``latent`` mode the transition is the identity on the
-    action (``x_{t-1} = a``), so sampling ``x_{t-1}`` and stepping the env would only copy tensors. The env's
-    reward kind (``reward="racs"`` default, ``"ra"``, ``"ndcg"``) and its K, alpha, holdout are used as made.
-    """
-
-    def __init__(self, env: Any, agent: str, samples_per_user: int) -> None:
-        inner = getattr(env, "unwrapped", env)
-        need = ("model", "terminal_reward", "evaluate", "posterior_mean", "reset")
-        if any(not hasattr(inner, a) for a in need):
-            raise TypeError(f"{agent}: needs a batched DiffusionDenoise env (recgym.envs.denoise, made with "
-                            f"gym.make_vec('DiffusionDenoise-<D>-v0', num_envs=B)); got {type(inner).__name__}")
-        self.env = inner
-        self.model = inner.model
-        self.device = torch.device(inner.device)
-        self.k = int(samples_per_user)
-        self.num_envs = int(inner.num_envs)
-        self.n_items = int(inner.n_items)
-        self._seed: int | None = None
-        self.eval_splits: Any = None  # a DiffRecSplits to evaluate on instead of the env's (e.g. a user subset)
-
-    def seed(self, seed: int) -> None:
-        """Seed the env's episode stream (used by the first `batch`)."""
-        self._seed = int(seed)
-
-    def batch(self) -> tuple[Tensor, Tensor, None]:
-        obs, _ = self.env.reset(seed=self._seed)
-        self._seed = None
-        x_start = obs["x_t"] if isinstance(obs, dict) else obs[:, : self.n_items]
-        return self.env.user.clone(), x_start.clone(), None
-
-    def reward(self, x0: Tensor, ctx: Any = None) -> Tensor:
-        per = x0.view(self.k, self.num_envs, self.n_items)
-        return torch.cat([self.env.terminal_reward(per[i])["reward"] for i in range(self.k)])
-
-    def grouped(self, values: Tensor) -> Tensor:
-        """``[K*B]`` (sample-major) -> ``[B, K]`` (one row per user)."""
-        return values.view(self.k, self.num_envs).T
-
-    def ungrouped(self, values: Tensor) -> Tensor:
-        """``[B, K]`` -> ``[K*B]`` (sample-major)."""
-        return values.T.reshape(-1)
-
-    def train_rows(self, users: Tensor) -> Tensor:
-        """The users' full binary training rows (the DiffRec loss's x0)."""
-        return self.env.resources.train[users]
-
-    def evaluate(self, policy: torch.nn.Module, which: tuple[str, ...]) -> dict[str, dict[str, float]]:
-        """DiffRec protocol on the env's splits (or on ``eval_splits`` when set)."""
-        if self.eval_splits is None:
-            return self.env.evaluate(policy, which=tuple(which))
-        from recgym.recommenders.diffrec import evaluate_diffrec
-
-        return evaluate_diffrec(self.model, self.eval_splits, (10, 20), denoiser=policy, which=tuple(which))
+        self.final = dict(payload.get("final", {}))
+        self.seconds, self.update_seconds, self.best_seconds = payload.get("seconds", [0.0, 0.0, 0.0])

@@ -64,7 +64,7 @@ class DDPO(ChainFinetuner):
 
     def _update(self, x_start: Tensor, ctx: Any, users: Tensor) -> dict[str, Tensor]:
         c = self.config
-        std = float(c.explore_std)
+        std = self.stds
         x0, states, old_lp = sample_chain(self.model, self.policy, x_start, std, self.generator, c.explore_steps,
                                           store=True, reduce=c.log_prob_reduce, k=c.samples_per_user)
         rewards = self.bridge.reward(x0, ctx)
@@ -85,7 +85,7 @@ class DDPO(ChainFinetuner):
                 self.optimizer.zero_grad(set_to_none=True)
                 for j, t in enumerate(steps):
                     mu = self.model.posterior_mean(states[j, mb], t, denoiser=self.policy)
-                    lp = gaussian_log_prob(states[j + 1, mb], mu, std, c.log_prob_reduce)
+                    lp = gaussian_log_prob(states[j + 1, mb], mu, std[t], c.log_prob_reduce)
                     loss, clip_frac, approx_kl = ppo_clip_loss(lp, old_lp[j, mb], adv[mb], c.clip_range)
                     (loss / n_steps).backward()
                     loss_sum = loss_sum + loss.detach() / n_steps

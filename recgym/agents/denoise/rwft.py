@@ -77,7 +77,7 @@ class RWFT(ChainFinetuner):
 
     def _update(self, x_start: Tensor, ctx: Any, users: Tensor) -> dict[str, Tensor]:
         c = self.config
-        std = float(c.explore_std)
+        std = self.stds
         store = c.target == "chain"
         x0, states, _ = sample_chain(self.model, self.policy, x_start, std, self.generator, c.explore_steps,
                                      store=store, reduce=c.log_prob_reduce, k=c.samples_per_user)
@@ -90,7 +90,7 @@ class RWFT(ChainFinetuner):
             if store:
                 for j, t in enumerate(steps):
                     mu = self.model.posterior_mean(states[j], t, denoiser=self.policy)
-                    lp = gaussian_log_prob(states[j + 1], mu, std, c.log_prob_reduce)
+                    lp = gaussian_log_prob(states[j + 1], mu, std[t], c.log_prob_reduce)
                     loss = -(w * lp).mean()
                     loss.backward()
                     total = total + loss.detach()

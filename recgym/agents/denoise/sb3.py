@@ -13,14 +13,15 @@ its factory hands over to `make_denoise_sb3` here, so ``make_agent("sb3_sac", de
   transitions (SB3 ``total_timesteps``; one vector step of the env is ``num_envs`` of them).
 - Evaluation (`evaluate`): DiffRec protocol (`recgym.recommenders.ranking.evaluate_scores`): each user's full
   training row is the input, the chain runs T steps with the actor's deterministic action at every step, and the
-  final x_0 ranks the items (train masked on valid; train + valid on test).
+  final x_0 ranks the items (train masked on valid; train + valid on test). At the end of `learn` the
+  validation numbers (all users) go into ``history``; with ``test_at_end`` also the test numbers paired user by
+  user against the frozen chain (`recgym.agents.denoise.common.paired_report`), as the chain fine-tuners do.
 
 SB3 runs its own (numpy) loop: these agents do host round-trips by design, unlike recgym's own agents.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,7 @@ import torch
 from torch import Tensor
 
 from recgym.agents.base import AgentConfig
-from recgym.data.cache import atomic_write
+from recgym.agents.common import open_zip_checkpoint, save_zip_checkpoint
 
 
 @dataclass
@@ -46,6 +47,7 @@ class DenoiseSB3Config(AgentConfig):
     gradient_steps: int = 1
     action_noise: float = 0.1  # td3 exploration noise std (in action units)
     guidance_dim: int | None = None  # featurizer directions; default: the env's guidance_dim
+    test_at_end: bool = False  # after learn: test metrics paired against the pre-trained chain, into history
     tensorboard_log: str | None = None
     device: str | None = None
 
@@ -157,18 +159,32 @@ class DenoiseSB3Agent:
 
         self.model.learn(total_timesteps=int(budget), callback=_Log(), progress_bar=False,
                          reset_num_timesteps=False)
+        record: dict[str, Any] = {"step": int(self.model.num_timesteps)}
+        record.update({k: float(v) for k, v in self.evaluate(("valid",))["valid"].items()})
+        if self.config.test_at_end:
+            from recgym.agents.denoise.common import paired_report
+            from recgym.recommenders.ranking import evaluate_scores_per_user
+
+            def per_user(fn: Any) -> dict[str, Any]:
+                return evaluate_scores_per_user(fn, self.env.splits, (10, 20), self.device,
+                                                self.env.model.config.eval_batch_size, ("test",))["test"]
+
+            record.update(paired_report(per_user(lambda x, u: self.scores(x)),
+                                        per_user(lambda x, u: self.env.model.predict(x)), "test"))
+        self.history.append(record)
 
     # -- persistence ------------------------------------------------------------------------------
 
     def save(self, path: str) -> None:
-        """SB3 zip, written atomically."""
-        atomic_write(path, self.model.save)
+        """SB3 zip with a content digest and the env's identity, written atomically."""
+        save_zip_checkpoint(path, self.model.save, self.name, env=self.env)
 
     def load(self, path: str) -> None:
         from stable_baselines3 import SAC, TD3
 
         cls = TD3 if self.name == "sb3_td3" else SAC
-        self.model = cls.load(os.fspath(path), env=self.vec_env, device=self.model.device)
+        self.model = cls.load(open_zip_checkpoint(path, self.name, env=self.env), env=self.vec_env,
+                              device=self.model.device)
 
 
 def is_denoise_env(env: Any) -> bool:

@@ -4,7 +4,10 @@ A local Ray is started by default (and shut down afterwards); ``address=`` joins
 workers must see the same ``runs/`` folder, e.g. a shared file system, and have recgym installed). Each task
 asks for ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs (a fraction packs several runs on one GPU); its run
 uses ``cuda`` only if the spec's device says so. Finished runs are skipped before any task is sent; the
-per-run lock file still guards against two drivers running the same grid.
+per-run lock still guards against two drivers running the same grid. A task whose worker process dies (killed,
+out of memory, node lost) is retried up to ``max_retries`` times: the dead worker's lock went with its
+process, so the retry takes the folder and starts the run afresh. An exception raised by the run itself is not
+retried (it is recorded in the run's ``error.txt``, as with the local backend).
 """
 
 from __future__ import annotations
@@ -52,8 +55,9 @@ def _execute_remote(spec_dict: dict[str, Any], root: str, tensorboard: bool) -> 
 
 def run_grid_ray(specs: Sequence[RunSpec], root: Path, *, address: str | None = None, gpus_per_run: float = 0.0,
                  cpus_per_run: float = 1.0, progress: bool = True, tensorboard: bool = True,
-                 init_kwargs: dict[str, Any] | None = None) -> list[RunResult]:
-    """Run ``specs`` as Ray tasks; results in the order of ``specs``."""
+                 init_kwargs: dict[str, Any] | None = None, max_retries: int = 2) -> list[RunResult]:
+    """Run ``specs`` as Ray tasks; results in the order of ``specs``. ``max_retries``: reruns of a task whose
+    worker died."""
     from rich.markup import escape
 
     ray = require_ray()
@@ -62,8 +66,9 @@ def run_grid_ray(specs: Sequence[RunSpec], root: Path, *, address: str | None = 
     todo = []
     for i, spec in enumerate(specs):
         run_dir = root / spec.relpath()
-        if (run_dir / "DONE").exists():
-            results[i] = finished_run(spec, run_dir)
+        done = finished_run(spec, run_dir) if (run_dir / "DONE").exists() else None
+        if done is not None:
+            results[i] = done
         else:
             todo.append(i)
     started = False
@@ -77,7 +82,8 @@ def run_grid_ray(specs: Sequence[RunSpec], root: Path, *, address: str | None = 
         ray.init(**kwargs)
         started = True
     try:
-        task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(_execute_remote)
+        task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=int(max_retries),
+                          retry_exceptions=False)(_execute_remote)
         pending = {task.remote(specs[i].to_dict(), str(root), tensorboard): i for i in todo}
         with grid_progress(progress) as bar:
             grid = bar.add_task("grid (ray)", total=len(specs), completed=len(specs) - len(todo))
@@ -90,8 +96,9 @@ def run_grid_ray(specs: Sequence[RunSpec], root: Path, *, address: str | None = 
                     out = ray.get(ref)
                     res = RunResult(spec, out["status"], Path(out["run_dir"]), wall_s=out["wall_s"],
                                     error=out["error"], final=out["final"])
-                except Exception as exc:  # noqa: BLE001 - a worker died: record it, go on
-                    res = RunResult(spec, "failed", root / spec.relpath(), error=f"ray task failed: {exc}")
+                except Exception as exc:  # noqa: BLE001 - the worker died more than max_retries times
+                    res = RunResult(spec, "failed", root / spec.relpath(),
+                                    error=f"ray task failed after {max_retries} retries: {exc}")
                 label = spec.label()
                 if res.status == "failed":
                     bar.console.print(f"[red]run {label} failed[/red]: {escape(str(res.error))}")

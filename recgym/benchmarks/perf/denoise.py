@@ -6,10 +6,12 @@ policy that queries the model; ``residual`` / ``guidance``: a zero action, the e
 steps per second (per-user transitions), users per second (complete chains) and the peak memory; then the
 DiffRec pre-training time per epoch on the same data.
 
-`refit_cost`: seconds per ReFiT iteration next to seconds per DiffRec pre-training epoch, and the peak memory
-of each phase, measured in a fresh child process per phase with the same setup (data, model, env): on cuda
-``torch.cuda.max_memory_allocated``; on cpu the kernel's peak-RSS counter is reset after the setup
-(``/proc/self/clear_refs``) and the phase's peak RSS (VmHWM) and its increment over the setup RSS are read.
+`refit_cost`: ReFiT fine-tuning to its best validation point against DiffRec pre-training to convergence, same
+data, same machine, in the same units: wall seconds (validations included), work (user rows seen vs
+user-episodes sampled), seconds per unit of work, and the peak memory of each phase, measured in a fresh child
+process per phase: on cuda ``torch.cuda.max_memory_allocated``; on cpu the kernel's peak-RSS counter is reset
+after the setup (``/proc/self/clear_refs``) and the phase's peak RSS (VmHWM) and its increment over the setup
+RSS are read.
 """
 
 from __future__ import annotations
@@ -154,56 +156,152 @@ def _rss_now_mb() -> float:
         return float("nan")
 
 
-def measure_phase(phase: str, data: str, device: str, batch: int, samples_per_user: int, iterations: int,
-                  threads: int) -> dict[str, float]:
-    """Seconds and peak memory of one phase in this process: ``"pretrain"`` (one DiffRec epoch) or
-    ``"refit"`` (``iterations`` ReFiT iterations). Run in a fresh process (`refit_cost`) for clean peaks."""
+def measure_phase(phase: str, data: str, device: str, batch: int, iterations: int, eval_every: int,
+                  threads: int, agent: str = "refit", pretrain_config: dict[str, Any] | None = None,
+                  agent_config: dict[str, Any] | None = None) -> dict[str, float]:
+    """Wall time, work and peak memory of one phase in this process (run it in a fresh process, `refit_cost`):
+
+    - ``"pretrain"``: DiffRec trained from scratch on the dataset's splits with its default config (plus
+      ``pretrain_config``) until early stopping, validations included: ``seconds`` (to convergence),
+      ``best`` (best epoch), ``work`` (user rows seen: epochs x users), ``seconds_per_unit`` (training seconds
+      per user row);
+    - ``"refit"``: the cached pre-trained model in a ``batch``-user env, ``agent`` (``refit`` by default) for
+      ``iterations`` with validation on all users every ``eval_every``: ``seconds`` (to the best validation
+      point), ``seconds_total``, ``best`` (best iteration), ``work`` (user-episodes sampled until the best),
+      ``seconds_per_unit`` (update seconds per user-episode).
+
+    Both: ``peak_rss_mb`` / ``base_rss_mb`` (the kernel's peak RSS of the phase, reset after the setup, and the
+    RSS after the setup), on cuda ``cuda_peak_mb``.
+    """
     import gc
 
     import torch
 
-    from recgym.agents import make_agent
-    from recgym.envs.denoise import DiffusionDenoiseEnv
-
     if phase not in ("pretrain", "refit"):
         raise ValueError(f"measure_phase: phase={phase!r}; valid: ['pretrain', 'refit']")
     torch.set_num_threads(threads)
-    env = DiffusionDenoiseEnv(data, num_envs=batch, device=device, progress=False)
+    if phase == "pretrain":
+        from recgym import recommenders as dr
+        from recgym.data import load_dataset
+
+        ds = load_dataset(data)
+        cfg = dr.DiffRecConfig.from_dict({**dr.default_config(ds.name).to_dict(), **(pretrain_config or {})})
+        splits = dr.make_splits(ds, cfg.valid_fraction, cfg.split_seed)
+    else:
+        from recgym.agents import make_agent
+        from recgym.envs.denoise import DiffusionDenoiseEnv
+
+        env = DiffusionDenoiseEnv(data, num_envs=batch, device=device, progress=False)
+        ft = make_agent(agent, env, seed=0, eval_every=eval_every, keep_best=True, progress=False,
+                        **(agent_config or {}))
     gc.collect()
-    out = {"base_rss_mb": _rss_now_mb()}
+    out: dict[str, float] = {"base_rss_mb": _rss_now_mb()}
     _reset_peak_rss()
     if str(device).startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
         out["cuda_base_mb"] = torch.cuda.memory_allocated() / 2**20
+    _sync(device)
+    t0 = time.perf_counter()
     if phase == "pretrain":
-        out["seconds"] = pretrain_epoch_seconds(env.model, env.splits, device)
+        _, res = dr.train_diffrec(splits, cfg, device)
+        _sync(device)
+        out.update(seconds=time.perf_counter() - t0, best=float(res.best_epoch),
+                   work=float(res.epochs_run * splits.n_users),
+                   seconds_per_unit=res.train_seconds / max(1, res.epochs_run * splits.n_users))
     else:
-        agent = make_agent("refit", env, seed=0, samples_per_user=samples_per_user, eval_every=0,
-                           keep_best=False, progress=False)
+        ft.learn(env, iterations)
         _sync(device)
-        t0 = time.perf_counter()
-        agent.learn(env, iterations)
-        _sync(device)
-        out["seconds"] = (time.perf_counter() - t0) / max(1, iterations)
+        rep = ft.final_report("valid")
+        out.update(seconds=ft.best_seconds, seconds_total=ft.seconds, best=float(ft.best_iteration),
+                   work=rep["user_episodes_to_best"], seconds_per_unit=rep["seconds_per_user_episode"])
     out["peak_rss_mb"] = _peak_rss_mb()
     if str(device).startswith("cuda"):
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
 
 
-def refit_cost(data: str = "ml1m", device: str = "cpu", batch: int = 64, samples_per_user: int = 32,
-               iterations: int = 3, threads: int = 2) -> list[dict[str, Any]]:
-    """One row per phase (DiffRec pre-training epoch; ReFiT iteration), each measured in a fresh process:
-    seconds, peak RSS and its increment over the setup, and on cuda the peak allocated memory."""
+def refit_cost(data: str = "ml1m", device: str = "cpu", batch: int = 64, iterations: int = 200,
+               eval_every: int = 20, threads: int = 2, agent: str = "refit",
+               pretrain_config: dict[str, Any] | None = None,
+               agent_config: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The cost of fine-tuning against the cost of pre-training, in the same units, on the same data and machine:
+    one row per phase, each measured in a fresh process (`measure_phase`): wall seconds to the result
+    (pre-training: to convergence; fine-tuning: to its best validation point, validations included), the work
+    done (user rows seen in pre-training; user-episodes sampled in fine-tuning), seconds per unit of work, the
+    peak RSS and its increment over the setup (and on cuda the peak allocated memory); the fine-tuning row also
+    gives its wall time and peak memory relative to pre-training."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    rows = []
+    runs = {}
     for phase in ("pretrain", "refit"):
         with ctx.Pool(1) as pool:
-            r = pool.apply(measure_phase, (phase, data, device, batch, samples_per_user, iterations, threads))
-        rows.append({"phase": "DiffRec pre-training epoch" if phase == "pretrain" else "ReFiT iteration",
-                     "seconds": r["seconds"], "peak_rss_mb": r["peak_rss_mb"],
-                     "rss_increment_mb": r["peak_rss_mb"] - r["base_rss_mb"],
-                     **({"cuda_peak_mb": r["cuda_peak_mb"]} if "cuda_peak_mb" in r else {})})
+            runs[phase] = pool.apply(measure_phase, (phase, data, device, batch, iterations, eval_every, threads,
+                                                     agent, pretrain_config, agent_config))
+    rows = []
+    for phase, r in runs.items():
+        row = {"phase": "DiffRec pre-training to convergence" if phase == "pretrain"
+               else f"{agent} fine-tuning to its best validation point",
+               "seconds": r["seconds"], "best": r["best"], "work": r["work"],
+               "work_unit": "user rows" if phase == "pretrain" else "user-episodes",
+               "seconds_per_unit": r["seconds_per_unit"], "peak_rss_mb": r["peak_rss_mb"],
+               "rss_increment_mb": r["peak_rss_mb"] - r["base_rss_mb"],
+               **({"cuda_peak_mb": r["cuda_peak_mb"]} if "cuda_peak_mb" in r else {})}
+        if phase == "refit":
+            p = runs["pretrain"]
+            row["seconds_total"] = r["seconds_total"]
+            row["seconds_vs_pretrain"] = r["seconds"] / p["seconds"]
+            row["peak_rss_vs_pretrain"] = r["peak_rss_mb"] / p["peak_rss_mb"] - 1.0
+            if "cuda_peak_mb" in r:
+                row["cuda_peak_vs_pretrain"] = r["cuda_peak_mb"] / p["cuda_peak_mb"] - 1.0
+        rows.append(row)
+    return rows
+
+
+def refit_gradient_snr(data: str = "ml1m", agents: Sequence[str] = ("refit", "refit_lastep"), iterations: int = 16,
+                       batch: int = 64, device: str = "cpu", threads: int = 1,
+                       env_kwargs: dict[str, Any] | None = None,
+                       configs: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Is there a gradient to follow? ``iterations`` policy-gradient estimates of each chain fine-tuner at the
+    pre-trained weights (each from one iteration's batch of ``batch`` users; lr 0, no clipping, so the weights
+    never move), and how much of them is signal:
+
+    - ``cos_halves``: cosine between the means of the first and the second half of the estimates (0 for pure
+      noise, 1 for a noise-free direction);
+    - ``snr_per_iteration``: ``(|mean g|^2 - tr S / n) / tr S`` with ``tr S`` the estimates' total variance, an
+      unbiased estimate of |E g|^2 / tr Var g for one iteration's gradient (<= 0: no detectable signal).
+
+    ``configs`` adds config overrides per agent; ``env_kwargs`` go to the env (e.g. its DiffRec ``config``).
+    """
+    import torch
+
+    from recgym.agents import make_agent
+    from recgym.envs.denoise import DiffusionDenoiseEnv
+
+    if iterations < 4:
+        raise ValueError(f"refit_gradient_snr: iterations={iterations}; need at least 4 (two halves of 2)")
+    torch.set_num_threads(threads)
+    env = DiffusionDenoiseEnv(data, num_envs=batch, device=device, progress=False, **(env_kwargs or {}))
+    rows = []
+    for name in agents:
+        agent = make_agent(name, env, seed=0, eval_every=0, keep_best=False, progress=False, max_grad_norm=None,
+                           **(configs or {}).get(name, {}))
+        for group in agent.optimizer.param_groups:
+            group["lr"] = 0.0
+        agent.bridge.seed(0)
+        grads = []
+        t0 = time.perf_counter()
+        for _ in range(iterations):
+            users, x_start, ctx = agent._sample_users()
+            agent._update(x_start, ctx, users)
+            grads.append(torch.cat([p.grad.flatten() for p in agent.policy.parameters()]).double())
+        dt = (time.perf_counter() - t0) / iterations
+        g = torch.stack(grads)
+        half = iterations // 2
+        cos = torch.nn.functional.cosine_similarity(g[:half].mean(0), g[half: 2 * half].mean(0), dim=0)
+        mean = g.mean(0)
+        tr = float((g - mean).pow(2).sum(1).sum() / (iterations - 1))
+        snr = (float(mean.pow(2).sum()) - tr / iterations) / tr
+        rows.append({"agent": name, "data": data, "iterations": iterations, "users_per_iteration": batch,
+                     "cos_halves": float(cos), "snr_per_iteration": snr, "seconds_per_iteration": dt})
     return rows

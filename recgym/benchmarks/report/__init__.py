@@ -1,14 +1,21 @@
 """`recgym report runs/<suite>`: tables (mean +- std over seeds), CSV, Markdown and PNG plots of a suite's runs.
 
 The suite's ``[report]`` (kept in ``runs/<suite>/suite.json``) picks the layout of the grid's table:
-``default`` (`recgym.benchmarks.report.tables`: a table per env, every metric, published numbers beside ours)
-or ``agents`` (`recgym.benchmarks.report.agents`: one table, chosen columns per env). Probe folders are shown
-as their own tables (`recgym.benchmarks.report.probes`).
+``default`` (`recgym.benchmarks.report.tables`: a table per env; printed as a summary that fits 100 columns --
+R_cumu final, % of the optimum, Length, CV, the published aggregation, the published number -- or, with
+``wide``, every metric and aggregation) or ``agents`` (`recgym.benchmarks.report.agents`: one table, chosen
+columns per env). The published aggregation follows the protocol's source
+(`recgym.benchmarks.report.aggregation`); rows measured on a fallback ground truth are marked. Probe folders are
+shown as their own tables (`recgym.benchmarks.report.probes`).
 
-Files written to ``<suite dir>/_report/``: ``report.md``; for a grid also ``report.csv`` (long form: one row
-per env, agent, metric and aggregation), ``curves_<env>.png`` (eval metrics against the training budget, mean
-line and +-std band over seeds) and ``bars_<env>.png`` (final and curve-average R_cumu per agent, published
-values as markers).
+Files written to ``<suite dir>/_report/``: ``report.md`` (summary and every metric); for a grid also
+``report.csv`` (long form: one row per env, agent, metric and aggregation), ``curves_<env>.png`` (eval metrics
+against the training budget, mean line and +-std band over seeds) and ``bars_<env>.png`` (final and
+curve-average R_cumu per agent, published values as markers).
+
+A damaged run folder does not stop the report: a ``metrics.jsonl`` line that does not parse is skipped with a
+warning naming the file and line, and a run marked DONE whose ``result.json`` is unreadable is listed as
+``corrupt`` (`recgym bench` runs it again).
 """
 
 from __future__ import annotations
@@ -41,9 +48,16 @@ __all__ = ["CURVE_METRICS", "PUBLISHED_CSV", "REPORT_DIR", "TABLE_METRICS", "Env
 
 
 def make_report(suite_dir: Path | str, *, out_dir: Path | str | None = None, plots: bool = True,
-                show: bool = True) -> dict[str, Any]:
-    """Build, print and write the report of ``runs/<suite>``; return the tables and the written paths."""
+                show: bool = True, wide: bool = False) -> dict[str, Any]:
+    """Build, print and write the report of ``runs/<suite>``; return the tables and the written paths.
+
+    ``wide``: print every metric and aggregation of the ``default`` layout instead of its 100-column summary.
+    """
     suite_dir = Path(suite_dir)
+    if suite_dir.exists() and not suite_dir.is_dir():
+        raise NotADirectoryError(f"{suite_dir} is a file; expected a suite's runs folder (runs/<suite>)")
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise NotADirectoryError(f"--out {out_dir} is a file; expected a folder for the report")
     records = collect_runs(suite_dir)
     probes = collect_probes(suite_dir)
     if not records and not probes:
@@ -76,7 +90,7 @@ def make_report(suite_dir: Path | str, *, out_dir: Path | str | None = None, plo
         if agents_table is not None:
             print_agents_table(agents_table)
         elif records:
-            print_tables(tables, name)
+            print_tables(tables, name, wide=wide)
         print_probes(probes)
         written = [os.fspath(md_path)] + ([os.fspath(csv_path)] if records else [])
         print("written: " + ", ".join(written) + (f", {len(pngs)} PNGs" if pngs else ""))

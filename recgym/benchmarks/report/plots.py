@@ -1,9 +1,14 @@
-"""PNG plots of a suite's runs for `recgym report`: evaluation curves and final / curve-average bars per env."""
+"""PNG plots of a suite's runs for `recgym report`: evaluation curves and final / curve-average bars per env.
+
+The curves' x axis is the training budget: at most 5 ticks, labelled compactly (``200k``, ``1.2M``:
+`count_label`) so that the labels of a 600,000-step run do not run into each other.
+"""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from recgym.benchmarks.report.tables import CURVE_METRICS, EnvTable, RunRecord, mean_std
 
@@ -49,9 +54,11 @@ def plot_env(records: list[RunRecord], table: EnvTable, out_dir: Path) -> list[P
             ax.fill_between(x, mu - sd, mu + sd, color=color, alpha=0.2)
         ax.set_title(m)
         ax.set_xlabel(_unit(done))
+        format_budget_axis(ax)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"{table.env} ({table.env_id}, protocol {table.protocol})", fontsize=9)
+    env_id = f" ({table.env_id})" if table.env_id != table.env else ""
+    fig.suptitle(f"{table.env}{env_id}, protocol {table.protocol}", fontsize=9)
     fig.tight_layout()
     path = out_dir / f"curves_{_safe(table.env)}.png"
     fig.savefig(path, dpi=110)
@@ -83,6 +90,24 @@ def plot_env(records: list[RunRecord], table: EnvTable, out_dir: Path) -> list[P
     return written
 
 
+def count_label(x: float, _pos: int | None = None) -> str:
+    """A compact tick label for a count: ``0``, ``500``, ``12.5k``, ``200k``, ``1.2M`` (3 significant digits)."""
+    x = float(f"{x:.3g}")  # round first, so that 999,999 reads 1M, not 1e+03k
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:g}{suffix}"
+    return f"{x:g}"
+
+
+def format_budget_axis(ax: Any) -> None:
+    """At most 5 integer ticks at round values on ``ax``'s x axis, labelled with `count_label`; the axis starts at
+    0 when the data does not go below it (a training budget)."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10], integer=True, min_n_ticks=2))
+    ax.xaxis.set_major_formatter(FuncFormatter(count_label))
+    if ax.dataLim.x0 >= 0:
+        ax.set_xlim(left=0)
 
 
 def _unit(records: list[RunRecord]) -> str:

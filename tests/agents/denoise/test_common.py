@@ -128,3 +128,22 @@ def test_exp_reward_weights() -> None:
     assert torch.isfinite(w).all() and w.sum().item() == pytest.approx(2.0)
     with pytest.raises(ValueError, match="temperature"):
         exp_reward_weights(r, 0.0)
+
+
+def test_group_advantages_greedy_baseline() -> None:
+    r = torch.tensor([[3.0, 3.0, 4.0], [2.0, 2.0, 2.0]])
+    ref = torch.tensor([3.0, 1.0])
+    # reward minus the user's deterministic-chain reward; 0 where the samples did not change the list
+    assert torch.equal(group_advantages(r, "greedy", reference=ref), torch.tensor([[0.0, 0.0, 1.0], [1.0, 1.0, 1.0]]))
+    # normalised by the root mean square of the user's advantages: sqrt(1/3) and 1
+    n = group_advantages(r, "greedy", normalize=True, reference=ref)
+    assert torch.allclose(n, torch.tensor([[0.0, 0.0, math.sqrt(3.0)], [1.0, 1.0, 1.0]]), atol=1e-6)
+    # one sample per user: the batch's root mean square
+    one = group_advantages(r[:, 2:], "greedy", normalize=True, reference=ref)
+    assert torch.allclose(one, torch.tensor([[1.0], [1.0]]) / math.sqrt(1.0), atol=1e-6)
+    with pytest.raises(ValueError, match="reference"):
+        group_advantages(r, "greedy")
+    with pytest.raises(ValueError, match="reference"):
+        group_advantages(r, "user", reference=ref)
+    with pytest.raises(ValueError, match=r"reference must be \[n_users\]"):
+        group_advantages(r, "greedy", reference=torch.zeros(3))

@@ -20,7 +20,8 @@ def env():
 
 @pytest.mark.parametrize("name", ["sb3_sac", "sb3_td3"])
 def test_sb3_on_guidance_learns_saves_and_evaluates(env, tmp_path, name) -> None:
-    agent = make_agent(name, env, learning_starts=64, batch_size=32, net_arch=(32,), progress=False)
+    agent = make_agent(name, env, learning_starts=64, batch_size=32, net_arch=(32,), progress=False,
+                       test_at_end=True)
     assert isinstance(agent, DenoiseSB3Agent)
     logged = []
 
@@ -30,6 +31,11 @@ def test_sb3_on_guidance_learns_saves_and_evaluates(env, tmp_path, name) -> None
 
     agent.learn(env, 16 * 10 * 2, Log())  # two chains of T=10 steps for each of the 16 envs
     assert [t for t, _ in logged] == ["train/episode_reward"] * 2
+    # one record at the end: validation on all users, test paired against the frozen chain
+    (rec,) = agent.history
+    assert rec["step"] == 320 and rec["Recall@20"] == pytest.approx(agent.evaluate(("valid",))["valid"]["Recall@20"])
+    assert rec["test_Recall@20_pretrained"] == pytest.approx(env.evaluate(which=("test",))["test"]["Recall@20"])
+    assert rec["test_NDCG@20_diff_low"] <= rec["test_NDCG@20_diff"] <= rec["test_NDCG@20_diff_high"]
     obs, _ = env.reset(seed=0)
     a = agent.act(obs, {})
     assert a.shape == (16, 4) and bool((a.abs() <= 1).all())
