@@ -222,43 +222,65 @@ def _no_ground_truth(ds):
     return original
 
 
-@pytest.mark.parametrize("name", ["dac4rec", "sac", "td3", "offline_td3", "sb3_td3"])
-def test_training_never_reads_the_ground_truth(name):
-    """Training with the ground truth unreadable works, and gives the same agent as training whose evaluation
-    env holds another ground truth: the matrix reaches evaluation only, through the env."""
+def _train_against_two_ground_truths(name, leak=None):
+    """Train ``name`` twice with the ground truth unreadable, each agent built from and evaluated in an env
+    holding another ground truth (the real one, then its columns reversed). Returns the two agents' parameters
+    and histories. ``leak(env)`` (the negative control) gives item embeddings computed from that env."""
     ds = load_dataset("synthetic", **SMALL)
     train = make_env(ds, "InteractiveRec", reward_preset="mbpo", progress=False)
-    ev = make_env(ds)
     flipped = torch.as_tensor(ds.ground_truth).flip(1).contiguous()
-    ev_other = make_env(ds, ground_truth_tensor=flipped)
+    targets = (make_env(ds), make_env(ds, ground_truth_tensor=flipped))
     if name == "sb3_td3":
         kw = {"num_envs": 8, "learning_starts": 16, "batch_size": 16, "eval_every": 24, "eval_episodes": 8,
               "progress": False}
     else:
         kw = {**FAST, "eval_every": 24}
-    agents = []
-    for target in (ev, ev_other):  # SB3 seeds the global RNGs at construction: build each right before learning
-        agent = make_agent(name, ev, seed=3, **kw)
+    params, histories = [], []
+    for target in targets:  # SB3 seeds the global RNGs at construction: build each right before learning
+        if leak is None:
+            agent = make_agent(name, target, seed=3, **kw)
+        else:
+            cfg = agent_spec(name).default_config(seed=3, **kw)
+            agent = DAC4RecAgent(target, cfg, name=name, item_embeddings=leak(target))
         original = _no_ground_truth(ds)
         try:
             with pytest.raises(AssertionError, match="ground-truth matrix was read"):
                 _ = ds.ground_truth  # the tripwire is armed
-            if name != "sb3_td3":  # recgym's agents read nothing of it at construction either
-                make_agent(name, ev, seed=3, **kw)
+            if name != "sb3_td3" and leak is None:  # recgym's agents read nothing of it at construction either
+                make_agent(name, target, seed=3, **kw)
             agent.learn(train, 64, eval_env=target)
         finally:
             ds.__class__ = original
-        agents.append(agent)
-    h0, h1 = agents[0].history, agents[1].history
+        if name == "sb3_td3":
+            params.append(agent.model.policy.state_dict())
+        else:
+            params.append({**agent.actor.state_dict(),
+                           **{f"c.{k}": v for k, v in agent.critic.state_dict().items()}})
+        histories.append(agent.history)
+    return params, histories
+
+
+@pytest.mark.parametrize("name", ["dac4rec", "sac", "td3", "offline_td3", "sb3_td3"])
+def test_training_never_reads_the_ground_truth(name):
+    """Training with the ground truth unreadable works, and an agent built from and evaluated in an env with
+    another ground truth learns exactly the same parameters: the matrix reaches evaluation only."""
+    (p0, p1), (h0, h1) = _train_against_two_ground_truths(name)
     assert len(h0) == len(h1) >= 2 and all(np.isfinite(h["R_cumu"]) for h in h0 + h1)
     assert [h["R_cumu"] for h in h0] != [h["R_cumu"] for h in h1]  # evaluation saw two ground truths
-    if name == "sb3_td3":
-        p0, p1 = agents[0].model.policy.state_dict(), agents[1].model.policy.state_dict()
-    else:
-        p0 = {**agents[0].actor.state_dict(), **{f"c.{k}": v for k, v in agents[0].critic.state_dict().items()}}
-        p1 = {**agents[1].actor.state_dict(), **{f"c.{k}": v for k, v in agents[1].critic.state_dict().items()}}
     for key, value in p0.items():
         assert torch.equal(value, p1[key]), f"{name}: {key} depends on the evaluation env's ground truth"
+
+
+def test_the_ground_truth_check_catches_a_leaking_agent():
+    """Negative control for the test above: action embeddings from an SVD of the env's ground truth (main's former
+    DAC4Rec default) escape the tripwire (the env holds its own tensor) but not the parameter comparison."""
+
+    def gt_svd(env):
+        u, sv, _ = torch.linalg.svd(env.unwrapped.gt.float().T, full_matrices=False)
+        return u[:, :8] * sv[:8].sqrt()
+
+    (p0, p1), _ = _train_against_two_ground_truths("td3", leak=gt_svd)
+    assert any(not torch.equal(v, p1[k]) for k, v in p0.items())
 
 
 def test_evaluation_keeps_the_best_q_among_sampled_actions(env):
@@ -270,7 +292,7 @@ def test_evaluation_keeps_the_best_q_among_sampled_actions(env):
     with torch.no_grad():
         s = agent.actor["tracker"](o)
         cand = agent.actor["pi"].sample(s.repeat_interleave(5, 0), torch.Generator().manual_seed(9)).view(8, 5, -1)
-        q = agent.critic.q_min(agent.critic.tracker(o).repeat_interleave(5, 0), cand.view(40, -1)).view(8, 5)
+        q = agent.critic.q_min(agent.critic.state(o).repeat_interleave(5, 0), cand.view(40, -1)).view(8, 5)
     assert torch.equal(got, cand[torch.arange(8), q.argmax(1)])
     assert len(set(q.argmax(1).tolist())) > 1  # the selection matters: not always the first sample
 
