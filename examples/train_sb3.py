@@ -1,7 +1,7 @@
 """Train Stable-Baselines3 SAC on a recgym env, then evaluate it with the DORL / ROLeR episode metrics.
 
-The item-id action becomes a continuous vector through `ContinuousItemActionWrapper` (item = argmax of the
-dot product with the item embeddings among the allowed items), and `to_sb3` turns the batched torch env into
+The item-id action becomes a continuous vector through `ContinuousItemActionWrapper` (EasyRL4Rec's mapping:
+clip to [-1, 1], best allowed item by dot product with the L2-normalised item embeddings), and `to_sb3` turns the batched torch env into
 an SB3 VecEnv. (The registered agent ``make_agent("sb3_sac", env)`` packages the same plumbing.)
 
 Run: python examples/train_sb3.py                       (15,000 env steps on synthetic data, ~30 s on a CPU)
@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
 
     env = gym.make_vec("GroundTruthRec-Synthetic-v0", num_envs=args.num_envs, protocol="roler", device=args.device)
-    # Item embeddings from the *training logs* (the wrapper's default, an SVD of the ground truth, would leak the
-    # evaluation matrix into the action space).
+    # Item embeddings from the *training logs* (what the wrapper does by default; spelled out here): the ground
+    # truth must never shape the action space.
     emb = svd_item_embeddings(env.unwrapped.dataset.train_matrix(), args.k, seed=args.seed)
     wrapped = ContinuousItemActionWrapper(env, item_embeddings=emb)
     vec = to_sb3(wrapped)  # float32 features: mean embedding of the last items, their rewards, step / max_turn

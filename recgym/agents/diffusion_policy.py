@@ -11,7 +11,8 @@ Behavior Prediction in Reinforcement Learning-based Recommendation", arXiv:2510.
 - `DiffusionActor`: epsilon-model ``eps_theta(a_i, i, s)`` (an MLP on [a_i, time embedding, s], Mish), the
   denoising loss L_d (DAC4Rec eq. 8), *action approximation* (eq. 14, as in EDP, "Efficient Diffusion Policies
   for Offline Reinforcement Learning", arXiv:2305.20081: the one-step estimate ``a0_hat = (a_i - sqrt(1 -
-  abar_i) eps_theta) / sqrt(abar_i)`` of a noised dataset action), and the reverse chain (DDPM posterior mean
+  abar_i) eps_theta) / sqrt(abar_i)`` of a noised dataset action; `DiffusionActor.approx_action` bounds it),
+  and the reverse chain (DDPM posterior mean
   with the predicted a0 clipped to the action box, posterior variance, no noise at the last step), optionally
   with gradients through the chain and with energy guidance.
 - `EnergyModel`: ``f_psi(s, a_i, i)`` trained with the contrastive energy prediction (CEP) loss of "Contrastive
@@ -112,6 +113,23 @@ class DiffusionActor(nn.Module):
         eps = self.eps(a_i, i, s)
         err = (eps - noise).pow(2).mean(-1)
         return err, self.sched.predict_a0(a_i, i, eps), i
+
+    def approx_action(self, a0: torch.Tensor, s: torch.Tensor, gen: torch.Generator | None = None,
+                      max_step: int | None = None) -> torch.Tensor:
+        """Bounded action approximation: ``a0_hat`` (eq. 14) from ``a0`` noised at a step drawn uniformly from
+        the first ``max_step`` steps (default all N), clipped to the action box.
+
+        Over all N steps the estimate divides by ``sqrt(abar_i)`` (0.08 at i = N with beta_max 10), so an
+        untrained epsilon model hands the critic actions of norm ~50 where the data's are ~1; small steps keep
+        the estimate near the data and the clip keeps it inside the box the critic is trained on.
+        """
+        b = a0.shape[0]
+        hi = self.n_steps if max_step is None else max(1, min(int(max_step), self.n_steps))
+        i = torch.randint(hi, (b,), generator=gen, device=a0.device)
+        noise = torch.randn(a0.shape, generator=gen, device=a0.device)
+        a_i = self.sched.q_sample(a0, i, noise)
+        a0_hat = self.sched.predict_a0(a_i, i, self.eps(a_i, i, s))
+        return a0_hat.clamp(-self.max_action, self.max_action)
 
     def sample(self, s: torch.Tensor, gen: torch.Generator | None = None, guide: GuideFn | None = None,
                scale: float = 0.0, grad: bool = False, clip_denoised: bool = True) -> torch.Tensor:

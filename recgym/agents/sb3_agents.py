@@ -5,18 +5,22 @@
   learns not to repeat); ``act`` applies ``info["action_mask"]`` to the policy's logits and takes the best
   allowed item.
 - ``sb3_sac`` / ``sb3_td3``: SB3 SAC / TD3 on a ``Box(-1, 1, (k,))`` action through
-  `recgym.envs.ContinuousItemActionWrapper`: the item is ``argmax_i <e_i, a>`` over the allowed items.
+  `recgym.envs.ContinuousItemActionWrapper`: EasyRL4Rec's mapping (`recgym.envs.item_actions`: clip to
+  [-1, 1], dot product with L2-normalised item embeddings, best allowed item, ``remap_eps`` random item), the
+  rule and, by default, the embeddings of recgym's own continuous agents (`recgym.agents.dac4rec`).
 
-Item embeddings ``e`` (action space of SAC/TD3 and the observation featurizer of all three): the top-``k``
-truncated SVD of the *training-log* matrix (`recgym.envs.sb3.svd_item_embeddings` of
-``dataset.train_matrix()``), not of the ground truth, so the agent gets no knowledge of the evaluation matrix.
-Observation: `recgym.envs.sb3.RecObsFeaturizer` (mean embedding of the last W items, their normalised
-rewards, step / max_turn).
+Item embeddings ``e`` (action space of SAC/TD3 and the observation featurizer of all three), learned from the
+training logs only (`recgym.envs.item_actions.log_item_embeddings`, ``action_emb``): ``"deepfm"`` (the DeepFM
+user model's item embeddings; the default of ``sb3_sac`` / ``sb3_td3``) or ``"train_svd"`` (the top-``k`` SVD
+of the training-log matrix; the default of ``sb3_ppo``). Observation: `recgym.envs.sb3.RecObsFeaturizer`
+(mean embedding of the last W items, their normalised rewards, step / max_turn).
 
 Training env: the env passed to ``learn``; with ``reward_preset`` set (one of
 `recgym.envs.interactive.REWARD_PRESETS`), an ``InteractiveRec-<D>-v0`` with that reward preset (``num_envs``
 parallel envs) derived from the given env when that is not already an InteractiveRec env: the SB3 counterpart
-of the world-model methods of `recgym.agents.a2c`. Evaluation every ``eval_every`` env steps in ``eval_env``,
+of the world-model methods of `recgym.agents.a2c`. ``sb3_sac`` / ``sb3_td3`` default to ``mbpo`` (EasyRL4Rec's
+DeepFM user model, as `recgym.agents.continuous`), so given a ``GroundTruthRec`` env they train with the user
+model and evaluate in the ground truth; ``sb3_ppo`` defaults to the given env. Evaluation every ``eval_every`` env steps in ``eval_env``,
 else in the matching GroundTruthRec env (an SB3 callback), logged as ``eval/<metric>``; SB3's own TensorBoard
 logging goes to ``tensorboard_log`` when set. ``budget`` counts env steps (SB3 ``total_timesteps``).
 Save/load: SB3's zip format (written atomically).
@@ -51,10 +55,11 @@ from recgym.agents.common import (
 )
 from recgym.envs.derive import env_family, matching_env
 from recgym.envs.interactive import REWARD_PRESETS
+from recgym.envs.item_actions import EMBEDDING_SOURCES, log_item_embeddings, map_actions_to_items
 
 # Defaults of the fields whose value depends on the env kind (None in SB3Config): rec envs / DiffusionDenoise.
 REC_DEFAULTS: dict[str, Any] = {"gamma": 0.9, "net_arch": (64, 64), "buffer_size": 100_000, "action_noise": None}
-_REC_ONLY = ("reward_preset", "num_envs", "k", "n_steps")
+_REC_ONLY = ("reward_preset", "num_envs", "k", "n_steps", "action_emb", "remap_eps")
 
 
 @dataclass
@@ -62,7 +67,9 @@ class SB3Config(AgentConfig):
     eval_every: int = 10_000  # env steps between evaluations (0 = only at the end)
     reward_preset: str | None = None  # train in InteractiveRec with this reward preset (None: the given env)
     num_envs: int = 16  # parallel envs of the InteractiveRec training env derived for reward_preset
-    k: int = 16  # item-embedding size (SAC/TD3 action size, featurizer size)
+    k: int = 16  # item-embedding size of action_emb="train_svd" (SAC/TD3 action size, featurizer size)
+    action_emb: str = "train_svd"  # item embeddings from the logs: "deepfm" or "train_svd" (item_actions)
+    remap_eps: float = 0.0  # sac / td3: probability of a random allowed item (EasyRL4Rec's remap_eps)
     lr: float = 3e-4
     gamma: float | None = None  # None: 0.9 on rec envs, 0.99 on DiffusionDenoise envs
     net_arch: tuple[int, ...] | None = None  # None: (64, 64) on rec envs, (256, 256) on DiffusionDenoise envs
@@ -93,12 +100,17 @@ class SB3Agent:
             check_choice(name, "reward_preset", cfg.reward_preset, REWARD_PRESETS)
         if cfg.guidance_dim is not None:
             raise ValueError(f"{name}: guidance_dim applies to DiffusionDenoise envs only")
+        check_choice(name, "action_emb", cfg.action_emb, EMBEDDING_SOURCES)
+        if not 0.0 <= cfg.remap_eps <= 1.0:
+            raise ValueError(f"{name}: remap_eps must be in [0, 1], got {cfg.remap_eps}")
         self.spec = spec = rec_env_spec(env, name)  # the discrete item-id env these agents act in
         self.device = spec.device
-        from recgym.envs.sb3 import RecObsFeaturizer, svd_item_embeddings
+        from recgym.envs.sb3 import RecObsFeaturizer
 
         ds = require_dataset(spec, name)
-        self.item_emb = svd_item_embeddings(ds.train_matrix(), cfg.k, seed=cfg.seed).to(self.device)
+        self.item_emb = log_item_embeddings(ds, cfg.action_emb, cfg.k, seed=0, progress=cfg.progress).to(self.device)
+        self.map_gen = torch.Generator(device=self.device)
+        self.map_gen.manual_seed(cfg.seed + 61)
         self.featurizer = RecObsFeaturizer(env.unwrapped if hasattr(env, "unwrapped") else env, self.item_emb)
         self.continuous = name in ("sb3_sac", "sb3_td3")
         self.history: list[dict[str, float]] = []
@@ -116,13 +128,14 @@ class SB3Agent:
         from recgym.envs.sb3 import ContinuousItemActionWrapper, to_sb3
 
         if self.continuous:
-            env = ContinuousItemActionWrapper(env, item_embeddings=self.item_emb)
+            env = ContinuousItemActionWrapper(env, item_embeddings=self.item_emb, remap_eps=self.cfg.remap_eps,
+                                              seed=self.cfg.seed)
         return to_sb3(env, featurizer=self.featurizer)
 
     def _train_env(self, env: Any) -> Any:
         cfg = self.cfg
         extra = {} if self.continuous else {"invalid_action": "terminate"}
-        if self.derives:
+        if cfg.reward_preset is not None and env_family(env) != "InteractiveRec":
             return matching_env(env, "InteractiveRec", num_envs=cfg.num_envs, reward_preset=cfg.reward_preset,
                                 progress=cfg.progress, **extra)
         given = (getattr(getattr(env, "spec", None), "kwargs", None) or {}).get("reward_preset")
@@ -164,7 +177,8 @@ class SB3Agent:
         x = feats.to(policy.device)
         if self.continuous:
             a = policy._predict(x, deterministic=True) if self.name == "sb3_sac" else policy.actor(x)
-            scores = a.to(self.device).float() @ self.item_emb.T
+            return map_actions_to_items(a.to(self.device).float(), self.item_emb, mask, self.cfg.remap_eps,
+                                        self.map_gen)
         else:
             scores = policy.get_distribution(x).distribution.logits.to(self.device)
         return masked_logits(scores, mask).argmax(-1)
@@ -222,9 +236,10 @@ def _denoise_agent(name: str, env: Any, cfg: SB3Config) -> Any:
     """``sb3_sac`` / ``sb3_td3`` on a DiffusionDenoise env: the shared fields handed to `recgym.agents.denoise.sb3`."""
     import dataclasses
 
+    from recgym.agents.base import agent_spec
     from recgym.agents.denoise.sb3 import make_denoise_sb3
 
-    defaults = SB3Config()
+    defaults = agent_spec(name).default_config()
     changed = [f for f in _REC_ONLY if getattr(cfg, f) != getattr(defaults, f)]
     if changed:
         raise ValueError(f"{name}: {changed} apply to rec envs only, not to a DiffusionDenoise env")
@@ -247,7 +262,10 @@ def _factory(name: str):
     return factory
 
 
-for _name in ("sb3_ppo", "sb3_sac", "sb3_td3"):
-    register_agent(_name, SB3Config, _factory(_name))
+# sb3_sac / sb3_td3: EasyRL4Rec's setting, as recgym's own continuous agents (DeepFM user model, its embeddings)
+_CONTINUOUS_DEFAULTS = {"reward_preset": "mbpo", "action_emb": "deepfm", "remap_eps": 0.001}
+register_agent("sb3_ppo", SB3Config, _factory("sb3_ppo"))
+for _name in ("sb3_sac", "sb3_td3"):
+    register_agent(_name, SB3Config, _factory(_name), defaults=_CONTINUOUS_DEFAULTS)
 
 __all__ = ["SB3Agent", "SB3Config"]

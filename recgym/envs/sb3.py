@@ -9,12 +9,12 @@
   last W rewards scaled to [0, 1] by the reward range (W), step / max_turn (1)]``. The user id is *not* in the
   features: like DORL's state tracker the agent must infer the user from the history. Other envs: every
   observation tensor flattened and concatenated as float32.
-* `ContinuousItemActionWrapper` turns the item-id action into a ``Box(-1, 1, (k,))`` vector: the chosen item is
-  ``argmax_i <e_i, a>`` over the allowed items (``info["action_mask"]``, so the NX no-repeat mask is honoured).
-  Item embeddings ``e`` are given, or by default the top-``k`` truncated SVD of the ground-truth matrix
-  (``e = V_k sqrt(S_k)``, each row scaled to unit norm so every item is reachable). NB: deriving them from the ground
-  truth gives the agent item-similarity knowledge from the evaluation matrix; pass embeddings from a world
-  model (e.g. DeepFM item factors) to avoid that.
+* `ContinuousItemActionWrapper` turns the item-id action into a ``Box(-1, 1, (k,))`` vector mapped to an item by
+  EasyRL4Rec's rule (`recgym.envs.item_actions.map_actions_to_items`: clip to [-1, 1], dot product with
+  L2-normalised item embeddings, best allowed item, with probability ``remap_eps`` a random allowed item).
+  Item embeddings are given (rows normalised here), or learned from the training logs
+  (`recgym.envs.item_actions.log_item_embeddings`, ``source="train_svd"`` by default: the top-``k`` SVD of the
+  training-log matrix; ``"deepfm"``: the DeepFM user model's item embeddings). The ground truth is never read.
 * Discrete SB3 agents cannot mask actions: in NX modes a repeated item raises unless the env was built with
   ``invalid_action="terminate"`` (reward 0, episode ends); or use FB, or the continuous wrapper (masked).
 """
@@ -33,31 +33,15 @@ from gymnasium.vector.utils import batch_space
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from recgym.envs.core import BatchedEnv, as_action_tensor
+from recgym.envs.item_actions import (
+    log_item_embeddings,
+    map_actions_to_items,
+    normalise_rows,
+    svd_item_embeddings,
+)
 from recgym.envs.rec import RecEnv
 
 __all__ = ["ContinuousItemActionWrapper", "RecObsFeaturizer", "SB3VecEnv", "svd_item_embeddings", "to_sb3"]
-
-
-def svd_item_embeddings(matrix: np.ndarray | torch.Tensor, k: int = 16, seed: int = 0) -> torch.Tensor:
-    """``V_k sqrt(S_k)`` of the (users x items) matrix, rows scaled to unit L2 norm, float32 [n_items, k].
-
-    Exact SVD up to 4,096 items, ``torch.svd_lowrank`` (seeded, 4 power iterations) above.
-    """
-    m = torch.as_tensor(np.asarray(matrix, dtype=np.float32) if not isinstance(matrix, torch.Tensor) else matrix)
-    m = m.float().cpu()
-    k = int(min(k, *m.shape))
-    if m.shape[1] <= 4096:
-        _, s, vh = torch.linalg.svd(m, full_matrices=False)
-        v, s = vh[:k].T, s[:k]
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            _, s, v = torch.svd_lowrank(m, q=k, niter=4)
-    e = v * s.clamp_min(0).sqrt()[None, :]
-    # Unit rows: argmax_i <e_i, a> is then the cosine-nearest item, and every item with a non-zero row is
-    # reachable (a = e_j picks j). With raw V_k sqrt(S_k) rows, long vectors hide most of the catalogue
-    # (measured self-recovery: 36% of Coat's items, 1.8% of Yahoo's).
-    return (e / e.norm(dim=1, keepdim=True).clamp_min(1e-12)).contiguous()
 
 
 def _rec_base(env: Any) -> RecEnv | None:
@@ -66,25 +50,32 @@ def _rec_base(env: Any) -> RecEnv | None:
 
 
 class ContinuousItemActionWrapper(VectorWrapper):
-    """Continuous action ``a`` float32 [B, k] -> item ``argmax_i <e_i, a>`` among the allowed items."""
+    """Continuous action ``a`` float32 [B, k] -> one allowed item (EasyRL4Rec's mapping; see the module docstring).
 
-    def __init__(self, env: Any, item_embeddings: np.ndarray | torch.Tensor | None = None, k: int = 16) -> None:
+    ``item_embeddings``: [n_items, k] (rows are L2-normalised here); None learns them from the training logs
+    with ``source`` (``"train_svd"``, ``"deepfm"``) and ``k``. ``remap_eps``: per-row probability of a random
+    allowed item, drawn from a generator seeded with ``seed``.
+    """
+
+    def __init__(self, env: Any, item_embeddings: np.ndarray | torch.Tensor | None = None, k: int = 16,
+                 source: str = "train_svd", remap_eps: float = 0.0, seed: int = 0) -> None:
         super().__init__(env)
         base = _rec_base(env)
         if base is None:
             raise TypeError(f"ContinuousItemActionWrapper needs a batched recgym RecEnv, got {type(env).__name__}")
+        if not 0.0 <= float(remap_eps) <= 1.0:
+            raise ValueError(f"remap_eps must be in [0, 1], got {remap_eps}")
         self.base = base
         if item_embeddings is None:
-            gt = getattr(base, "gt", None)
-            if gt is None:
-                raise ValueError("no item_embeddings given and the env has no ground-truth matrix to take an SVD of")
-            item_embeddings = svd_item_embeddings(gt.float().cpu(), k)
-        emb = torch.as_tensor(np.asarray(item_embeddings) if not isinstance(item_embeddings, torch.Tensor)
-                              else item_embeddings).float()
-        if emb.dim() != 2 or emb.shape[0] != base.n_items:
+            item_embeddings = log_item_embeddings(base.dataset, source, k, seed=seed)
+        emb = normalise_rows(item_embeddings)
+        if emb.shape[0] != base.n_items:
             raise ValueError(f"item_embeddings must be [n_items={base.n_items}, k], got {tuple(emb.shape)}")
         self.item_embeddings = emb.to(base.device)
         self.k = int(emb.shape[1])
+        self.remap_eps = float(remap_eps)
+        self.generator = torch.Generator(device=base.device)
+        self.generator.manual_seed(int(seed))
         self.single_action_space = spaces.Box(-1.0, 1.0, shape=(self.k,), dtype=np.float32)
         self.action_space = batch_space(self.single_action_space, base.num_envs)
         self._mask: torch.Tensor | None = None
@@ -93,16 +84,8 @@ class ContinuousItemActionWrapper(VectorWrapper):
         """int64 [B] item ids chosen for continuous ``actions`` under ``mask`` (default: the current mask)."""
         a = as_action_tensor(actions, num_envs=self.base.num_envs, device=self.base.device, kind="float",
                              tail_shape=(self.k,))
-        finite = torch.isfinite(a).all(1)
-        if not bool(finite.all()):  # a diverged actor must not be mapped to items 0, 1, 2 and paid real rewards
-            bad = (~finite).nonzero().flatten()[:5].tolist()
-            raise ValueError(f"ContinuousItemActionWrapper: actions of envs {bad} contain NaN or inf; expected "
-                             f"finite float [B, {self.k}] actions in [-1, 1]")
-        scores = a @ self.item_embeddings.T  # [B, n_items]
         m = self._mask if mask is None else mask
-        if m is not None:
-            scores = scores.masked_fill(~m, float("-inf"))
-        return scores.argmax(1)
+        return map_actions_to_items(a, self.item_embeddings, m, self.remap_eps, self.generator)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
@@ -162,9 +145,8 @@ class SB3VecEnv(VecEnv):
             rec = _rec_base(env)
             if rec is not None:
                 emb = env.item_embeddings if isinstance(env, ContinuousItemActionWrapper) else None
-                if emb is None:
-                    gt = getattr(rec, "gt", None)
-                    emb = (svd_item_embeddings(gt.float().cpu(), 16) if gt is not None
+                if emb is None:  # learned from the training logs, never the ground truth
+                    emb = (log_item_embeddings(rec.dataset, "train_svd", 16) if len(rec.dataset.train)
                            else torch.zeros((rec.n_items, 0)))
                 featurizer = RecObsFeaturizer(rec, emb)
             else:

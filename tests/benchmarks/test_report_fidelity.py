@@ -14,6 +14,7 @@ import pytest
 from recgym.benchmarks.report import build_tables, collect_runs, to_csv, to_markdown
 from recgym.benchmarks.report.aggregation import (
     AGGREGATIONS,
+    PROTOCOL_AGGREGATION,
     aggregate_curve,
     aggregation_for,
     all_evaluations,
@@ -201,7 +202,10 @@ def test_published_csv_aggregation_is_checked(tmp_path: Path) -> None:
     bad.write_text("source,dataset,preset,mode,aggregation,method,R_cumu\nx,KuaiRec,dorl,NX_0,curve_mean,DORL,1\n")
     with pytest.raises(ValueError, match=r"p.csv:2: aggregation 'curve_mean'; expected one of"):
         load_published(bad)
-    assert {r["aggregation"] for r in load_published()} == {"all_evals"}
+    rows = load_published()
+    # every shipped row is aggregated as its protocol's source: DORL all evaluations, EasyRL4Rec (DAC4Rec) last 25%
+    assert {r["aggregation"] for r in rows} == {"all_evals", "last_25pct"}
+    assert all(r["aggregation"] == PROTOCOL_AGGREGATION[r["preset"]] for r in rows)
 
 
 def test_budget_axis_labels_are_compact_and_do_not_overlap() -> None:

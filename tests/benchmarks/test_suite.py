@@ -123,6 +123,7 @@ def test_parse_column_grammar() -> None:
     assert parse_column("R_cumu:curve") == Column("R_cumu:curve", "metric", "R_cumu", "curve_mean")
     assert parse_column("R_cumu:final/gt_oracle:optimal") == Column(
         "R_cumu:final/gt_oracle:optimal", "ratio", "R_cumu", "final", "gt_oracle", "optimal")
+    assert parse_column("Length:published") == Column("Length:published", "metric", "Length", "published_agg")
     assert parse_column("wall_s").kind == "wall_s"
     for bad in ("R_cumu", "R_cumu:best", "R_cumu:final/gt_oracle", ":final"):
         with pytest.raises(ValueError, match="report column"):

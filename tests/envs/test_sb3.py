@@ -53,11 +53,14 @@ def test_continuous_wrapper_picks_best_allowed_item(synthetic):
         assert chosen[b].unique().numel() == 30
         scores = emb @ a[b]
         assert torch.equal(chosen[b], scores.topk(30).indices)
-    # embeddings: SVD of the GT with unit rows, so each item is the argmax for its own embedding
-    e = svd_item_embeddings(env.gt.float(), 4)
-    assert e.shape == (synthetic.n_items, 4)
-    assert torch.allclose(e.norm(dim=1), torch.ones(synthetic.n_items), atol=1e-5)
-    assert torch.equal((e @ e.T).argmax(1), torch.arange(synthetic.n_items))
+    # default embeddings: the SVD of the training logs (never the ground truth), unit rows
+    assert torch.allclose(emb, svd_item_embeddings(synthetic.train_matrix(), 8), atol=1e-6)
+    # given embeddings are L2-normalised (EasyRL4Rec's mapping scores with normalised item embeddings)
+    raw = torch.rand(synthetic.n_items, 3, generator=torch.Generator().manual_seed(0)) + 0.1
+    given = ContinuousItemActionWrapper(env, item_embeddings=raw * 7)
+    assert torch.allclose(given.item_embeddings, raw / raw.norm(dim=1, keepdim=True), atol=1e-6)
+    with pytest.raises(ValueError, match=r"remap_eps must be in \[0, 1\]"):
+        ContinuousItemActionWrapper(env, item_embeddings=raw, remap_eps=2.0)
     with pytest.raises(ValueError, match=r"item_embeddings must be \[n_items=400, k\]"):
         ContinuousItemActionWrapper(env, item_embeddings=np.zeros((3, 2)))
     with pytest.raises(ValueError, match=r"shape \(2,\), expected \(2, 8\)"):
@@ -93,6 +96,25 @@ def test_sb3_discrete_a2c_runs(synthetic):
     model = A2C("MlpPolicy", venv, n_steps=8, policy_kwargs={"net_arch": [32]}, seed=0, device="cpu")
     model.learn(400)
     assert np.isfinite(model.logger.name_to_value["train/value_loss"])
+
+
+def test_continuous_wrapper_clips_actions_and_remaps_with_remap_eps(synthetic):
+    env = GroundTruthRecEnv(synthetic, num_envs=400, protocol="easyrl4rec")
+    emb = torch.zeros(synthetic.n_items, 2)
+    emb[:, 0] = 1.0  # every item on the x axis ...
+    emb[7] = torch.tensor([0.6, 0.8])  # ... but item 7
+    wrapped = ContinuousItemActionWrapper(env, item_embeddings=emb, remap_eps=0.25, seed=1)
+    wrapped.reset(seed=0)
+    # (0.5, 30) clips to (0.5, 1): item 7 scores 1.1 against 0.5; unclipped it would win anyway, but (3, 1)
+    # clips to (1, 1): item 7 scores 1.4 > 1.0, while unclipped (3, 1) would pick an x-axis item (3 > 2.6)
+    a = torch.tensor([3.0, 1.0]).repeat(400, 1)
+    _, _, _, _, info = wrapped.step(a)
+    greedy = info["item"] == 7
+    assert 0.7 < float(greedy.float().mean()) < 0.8  # 75% greedy + 25% x 1/400 random hits of item 7
+    again = ContinuousItemActionWrapper(GroundTruthRecEnv(synthetic, num_envs=400, protocol="easyrl4rec"),
+                                        item_embeddings=emb, remap_eps=0.25, seed=1)
+    again.reset(seed=0)
+    assert torch.equal(again.step(a)[4]["item"], info["item"])  # seeded
 
 
 def test_continuous_wrapper_refuses_nan_and_inf_actions(synthetic):
