@@ -344,18 +344,29 @@ def _learn_interactive(agent: Any, env: Any, budget: int, logger: Any, eval_env:
                 rets = torch.cat([f[0] for f in finished])
                 logs = {**logs, "train/return": rets.mean(), "train/length": torch.cat([f[1] for f in finished]).mean()}
             if logs and (c % 10 == 0 or c == n_collects - 1):
-                vals = {k: float(v) for k, v in logs.items()}
-                log_scalars(logger, vals, agent.env_steps)
-                bar.set_postfix({k.split("/")[-1]: round(v, 3) for k, v in vals.items()})
+                _log_training(logger, bar, logs, agent.env_steps)
             if next_eval is not None and agent.env_steps >= next_eval and c < n_collects - 1:
-                evaluate(agent.env_steps, logger)
-                while next_eval <= agent.env_steps:
-                    next_eval += cfg.eval_every
+                next_eval = _evaluate_due(evaluate, logger, agent.env_steps, next_eval, cfg.eval_every)
     finally:
         inner.autoreset_mode = old_mode
         inner._has_reset = False
         bar.close()
     evaluate(agent.env_steps, logger)
+
+
+def _log_training(logger: Any, bar: Any, logs: dict[str, Any], step: int) -> None:
+    """Log the latest training scalars at ``step`` and show them on the progress bar."""
+    vals = {k: float(v) for k, v in logs.items()}
+    log_scalars(logger, vals, step)
+    bar.set_postfix({k.split("/")[-1]: round(v, 3) for k, v in vals.items()})
+
+
+def _evaluate_due(evaluate: Any, logger: Any, step: int, next_eval: int, every: int) -> int:
+    """Run the evaluation that is due at ``step``; return the next evaluation step after it."""
+    evaluate(step, logger)
+    while next_eval <= step:
+        next_eval += every
+    return next_eval
 
 
 def _learn_offline(agent: Any, env: Any, budget: int, logger: Any, eval_env: Any) -> None:
@@ -388,13 +399,9 @@ def _learn_offline(agent: Any, env: Any, budget: int, logger: Any, eval_env: Any
         agent.env_steps = start + round((k + 1) * per_update)
         bar.update(1)
         if k % 50 == 0 or k == n_updates - 1:
-            vals = {key: float(v) for key, v in logs.items()}
-            log_scalars(logger, vals, agent.env_steps)
-            bar.set_postfix({key.split("/")[-1]: round(v, 3) for key, v in vals.items()})
+            _log_training(logger, bar, logs, agent.env_steps)
         if next_eval is not None and agent.env_steps >= next_eval and k < n_updates - 1:
-            evaluate(agent.env_steps, logger)
-            while next_eval <= agent.env_steps:
-                next_eval += cfg.eval_every
+            next_eval = _evaluate_due(evaluate, logger, agent.env_steps, next_eval, cfg.eval_every)
     bar.close()
     evaluate(agent.env_steps, logger)
 
