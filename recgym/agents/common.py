@@ -82,11 +82,10 @@ def rec_env_spec(env: Any, agent: str) -> RecEnvSpec:
 
 
 def _reward_range_from(dataset: Any) -> tuple[float, float]:
+    """The logged rewards' range (never the ground truth's: agents see only the training logs)."""
     if dataset is None:
         return (0.0, 1.0)
     vals = []
-    if dataset.ground_truth is not None:
-        vals += [float(np.min(dataset.ground_truth)), float(np.max(dataset.ground_truth))]
     if len(dataset.train):
         vals += [float(dataset.train["reward"].min()), float(dataset.train["reward"].max())]
     return (min(vals), max(vals)) if vals else (0.0, 1.0)
