@@ -63,6 +63,7 @@ from torch import nn
 
 from recgym.agents.base import AgentConfig, register_agent
 from recgym.agents.common import (
+    MASK_PENALTY,
     EvalRecorder,
     action_mask,
     check_choice,
@@ -70,6 +71,7 @@ from recgym.agents.common import (
     learn_envs,
     load_checkpoint,
     log_scalars,
+    mask_penalty,
     masked_logits,
     progress,
     rec_env_spec,
@@ -189,13 +191,18 @@ class PolicyTerms(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, logits: torch.Tensor, blocked: torch.Tensor, actions: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        masked = torch.where(blocked, float("-inf"), logits)  # where: ~2x faster than masked_fill on the CPU
+        # The mask enters as arithmetic on a 0/1 float copy (`mask_penalty`), not torch.where: on the CPU a
+        # where over [N, n_items] costs ~30x an add (measured in docs/RESULTS.md, "A2C speed"). A blocked item's
+        # logit drops by MASK_PENALTY, so its probability is exactly 0 and its log-prob finite (no 0 * -inf).
+        blocked_f = mask_penalty(blocked, logits.dtype)
+        masked = logits.add(blocked_f, alpha=-MASK_PENALTY)
         # softmax and log_softmax kernels, not exp / logsumexp: torch.exp takes a ~10x slower path when its
         # results are subnormal (logits 87-103 below the row's maximum), which trained policies produce
         p = torch.softmax(masked, -1)
         logp = torch.log_softmax(masked, -1)
-        logp_a = logp.gather(1, actions.unsqueeze(1)).squeeze(1)
-        logp = torch.where(blocked, 0.0, logp)
+        a = actions.unsqueeze(1)
+        logp_a = logp.gather(1, a).squeeze(1).masked_fill_(blocked.gather(1, a).squeeze(1), float("-inf"))
+        logp = logp.mul_(1.0 - blocked_f)  # log p taken as 0 on blocked items
         ent = -(p * logp).sum(-1)
         ctx.save_for_backward(p, logp, ent, actions)
         return logp_a, ent
@@ -204,11 +211,15 @@ class PolicyTerms(torch.autograd.Function):
     def backward(ctx: Any, g_a: torch.Tensor | None, g_h: torch.Tensor | None) -> tuple[Any, None, None]:
         p, logp, ent, actions = ctx.saved_tensors
         g_a = torch.zeros_like(ent) if g_a is None else g_a
-        inner = g_a.unsqueeze(1).expand_as(p)
-        if g_h is not None:
-            inner = torch.addcmul(inner, logp + ent.unsqueeze(1), g_h.unsqueeze(1))
-        grad = inner.mul(p).neg_()
-        grad.scatter_add_(1, actions.unsqueeze(1), g_a.unsqueeze(1))
+        # -p * (g_a + g_h (log p + H)) row-wise, built from the [N, 1] columns without expanding a full-size
+        # operand first (an expanded addcmul input takes a ~7x slower broadcast path on the CPU)
+        col_a = g_a.unsqueeze(1)
+        if g_h is None:
+            grad = p.mul(col_a)
+        else:
+            grad = torch.addcmul(col_a, logp + ent.unsqueeze(1), g_h.unsqueeze(1)).mul_(p)
+        grad = grad.neg_()
+        grad.scatter_add_(1, actions.unsqueeze(1), col_a)
         return grad, None, None
 
 

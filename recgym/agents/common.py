@@ -141,6 +141,17 @@ def masked_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask | ~mask.any(dim=-1, keepdim=True), logits, float("-inf"))
 
 
+# Subtracted from a disallowed item's logit in the training hot paths (`sample_categorical`, A2C's policy terms):
+# exp underflows to exactly 0 against any allowed logit, while log-probs stay finite (no 0 * -inf).
+MASK_PENALTY = 1e30
+
+
+def mask_penalty(blocked: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``blocked`` (bool) as a 0/1 tensor of ``dtype``, through a uint8 view: on the CPU about 8x faster than
+    ``blocked.to(dtype)``, and adding it (scaled) to logits about 20x faster than a ``torch.where`` over them."""
+    return blocked.view(torch.uint8).to(dtype)
+
+
 def sample_categorical(logits: torch.Tensor, gen: torch.Generator | None = None,
                        mask: torch.Tensor | None = None) -> torch.Tensor:
     """One item per row of ``logits`` [B, n], drawn from softmax(``logits``) restricted to ``mask`` (bool, True =
@@ -152,8 +163,8 @@ def sample_categorical(logits: torch.Tensor, gen: torch.Generator | None = None,
     Gumbel-max trick (whose 30,000 uniforms per step cost more than the softmax and the cumulative sum) and 6x
     faster than ``torch.multinomial``. A row with nothing allowed returns an arbitrary item in range.
     """
-    if mask is not None:
-        logits = torch.where(mask, logits, float("-inf"))
+    if mask is not None:  # disallowed items: probability exactly 0 (see MASK_PENALTY)
+        logits = logits.add(mask_penalty(~mask, logits.dtype), alpha=-MASK_PENALTY)
     cdf = torch.softmax(logits, -1).cumsum_(-1)
     total = cdf[:, -1:]
     u = torch.rand(total.shape, generator=gen, device=cdf.device, dtype=cdf.dtype)
