@@ -43,6 +43,14 @@ class LoggedDataset:
         meta: provenance (source files, their sha256, how the ground truth was obtained, ...);
             ``meta["ground_truth"]`` = ``{"source", "comparable_to_published", "note"}`` says whether the
             ground truth is the one the published numbers used (envs copy it into their protocol).
+        side_train: optional "side logs": logged rows on items *outside* the action space (KuaiRec's big-matrix
+            rows on videos not in the small matrix), columns ``user, item, reward`` (+ ``time``) like ``train``.
+            ``user`` is in the dataset's user id space; ``item`` is in the side logs' OWN id space
+            ``0..n_side_items-1`` (side item ``j`` is not action item ``j``). A world model may learn from them
+            (`recgym.worldmodels.deepfm` does, as DORL's user model); envs never recommend side items and
+            nothing else reads them. ``None`` (every dataset but KuaiRec): no side logs.
+        side_item_categories: bool ``(n_side_items, n_categories)``, the side items' categories over the same
+            columns as ``item_categories``; given exactly when ``side_train`` is.
     """
 
     name: str
@@ -61,6 +69,8 @@ class LoggedDataset:
     user_features: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     distance_source: np.ndarray | None = None
+    side_train: pd.DataFrame | None = None
+    side_item_categories: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.reward_kind not in REWARD_KINDS:
@@ -83,6 +93,47 @@ class LoggedDataset:
                 f"{self.name}: distance_source must be (n_rows, n_items={self.n_items}), "
                 f"got {self.distance_source.shape}"
             )
+        self._check_side_logs()
+
+    def _check_side_logs(self) -> None:
+        """Side logs and side categories come together, with ids in their id spaces and finite rewards."""
+        st, sc = self.side_train, self.side_item_categories
+        if st is None and sc is None:
+            return
+        if st is None or sc is None:
+            given, missing = ("side_train", "side_item_categories") if sc is None else ("side_item_categories",
+                                                                                      "side_train")
+            raise ValueError(f"{self.name}: {given} is given without {missing}; side logs need both (or neither)")
+        n_cat = self.item_categories.shape[1]
+        if sc.ndim != 2 or sc.dtype != np.bool_ or sc.shape[1] != n_cat:
+            raise ValueError(
+                f"{self.name}: side_item_categories must be bool (n_side_items, n_categories={n_cat}) over the "
+                f"columns of item_categories, got {sc.dtype} {sc.shape}"
+            )
+        if not isinstance(st, pd.DataFrame):
+            raise ValueError(f"{self.name}: side_train must be a pandas DataFrame, got {type(st).__name__}")
+        missing_cols = [c for c in ("user", "item", "reward") if c not in st.columns]
+        if missing_cols:
+            raise ValueError(f"{self.name}: side_train lacks column(s) {missing_cols} (expected user, item, reward"
+                             f"[, time]; has {list(st.columns)})")
+        if len(st) == 0:
+            return
+        u, i = st["user"].to_numpy(), st["item"].to_numpy()
+        if not (np.issubdtype(u.dtype, np.integer) and np.issubdtype(i.dtype, np.integer)):
+            raise ValueError(f"{self.name}: side_train user/item must be integer ids, got {u.dtype}/{i.dtype}")
+        if u.min() < 0 or u.max() >= self.n_users:
+            raise ValueError(f"{self.name}: side_train user ids span [{u.min()}, {u.max()}], expected "
+                             f"[0, n_users={self.n_users})")
+        if i.min() < 0 or i.max() >= sc.shape[0]:
+            raise ValueError(f"{self.name}: side_train item ids span [{i.min()}, {i.max()}], expected the side "
+                             f"items' own id space [0, n_side_items={sc.shape[0]}) (rows of side_item_categories)")
+        if not np.isfinite(st["reward"].to_numpy(np.float64)).all():
+            raise ValueError(f"{self.name}: side_train rewards contain NaN/inf")
+
+    @property
+    def n_side_items(self) -> int:
+        """Number of side items (items with side logs, outside the action space); 0 without side logs."""
+        return 0 if self.side_item_categories is None else int(self.side_item_categories.shape[0])
 
     @property
     def n_gt_users(self) -> int:
@@ -114,6 +165,9 @@ class LoggedDataset:
             "reward_kind": self.reward_kind,
             "quit_rule": self.quit_rule,
         }
+        if self.side_train is not None:  # only datasets with side logs list them
+            out["side_train_rows"] = len(self.side_train)
+            out["n_side_items"] = self.n_side_items
         if len(self.train):
             out["train_reward_range"] = (float(self.train["reward"].min()), float(self.train["reward"].max()))
         return out

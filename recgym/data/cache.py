@@ -124,8 +124,9 @@ def _jsonable(obj: Any) -> Any:
 
 # ----------------------------------------------------------------------------------------------- npz cache
 
-_FRAMES = ("train", "test", "valid")
-_ARRAYS = ("ground_truth", "item_categories", "item_features", "user_features", "distance_source")
+_FRAMES = ("train", "test", "valid", "side_train")
+_ARRAYS = ("ground_truth", "item_categories", "item_features", "user_features", "distance_source",
+           "side_item_categories")
 
 
 def _header_digest(header: Mapping[str, Any]) -> str:
@@ -243,7 +244,7 @@ def load_parsed(stem: Path) -> LoggedDataset:
         raise CorruptCacheError(f"{npz}: {type(e).__name__}: {e}") from e
     frames: dict[str, pd.DataFrame | None] = {}
     for fname in _FRAMES:
-        cols = header["frames"].get(fname)
+        cols = header["frames"].get(fname)  # entries written before side logs existed lack "side_train"
         frames[fname] = None if cols is None else pd.DataFrame({c: arrays[f"{fname}__{c}"] for c in cols})
     try:
         return LoggedDataset(
@@ -259,6 +260,8 @@ def load_parsed(stem: Path) -> LoggedDataset:
             item_features=arrays.get("item_features"),
             user_features=arrays.get("user_features"),
             distance_source=arrays.get("distance_source"),
+            side_train=frames["side_train"],
+            side_item_categories=arrays.get("side_item_categories"),
             reward_kind=header["reward_kind"],
             positive_threshold=float(header["positive_threshold"]),
             quit_rule=header["quit_rule"],
@@ -283,11 +286,14 @@ ALLOW_MODIFIED_ENV = "RECGYM_ALLOW_MODIFIED_DATA"
 
 
 def dataset_counts(ds: LoggedDataset) -> dict[str, int]:
-    """The counts a loader's ``published`` values are compared with: users, items, rows per split, GT users."""
+    """The counts a loader's ``published`` values are compared with: users, items, rows per split (side logs
+    included), GT users."""
     out = {"n_users": int(ds.n_users), "n_items": int(ds.n_items), "train_rows": len(ds.train),
            "test_rows": len(ds.test)}
     if ds.valid is not None:
         out["valid_rows"] = len(ds.valid)
+    if ds.side_train is not None:
+        out["side_train_rows"] = len(ds.side_train)
     if ds.ground_truth is not None:
         out["gt_users"] = int(ds.ground_truth.shape[0])
     return out

@@ -9,17 +9,21 @@ unpacked from the official archive):
   ``"[27, 9]"``).
 
 Ids. The small matrix defines the evaluation env, as in DORL: its users become ids ``0..n_gt_users-1``
-(increasing original id) and the other users of the big matrix follow (also increasing). Items are the
-small-matrix videos (increasing original id). DORL trains its user model on *all* big-matrix rows (videos
-outside the small matrix included: they share user and tag embeddings) and recommends only small-matrix
-videos. A `LoggedDataset` has one item id space for the logs, the world models and the env's actions, so
-big-matrix rows on other videos are dropped here (the env must only recommend videos with a ground-truth
-value); ``meta["n_big_rows_dropped"]`` counts them and ``meta["ground_truth"]["note"]`` says so. The
-original ids are in ``meta["user_ids"]`` / ``meta["video_ids"]``.
+(increasing original id) and the other users of the big matrix follow (also increasing). Items (the action
+space) are the small-matrix videos (increasing original id). DORL trains its user model on *all* big-matrix
+rows (videos outside the small matrix included: they share user and tag embeddings) and recommends only
+small-matrix videos. A `LoggedDataset` has one item id space for the logs, the world models and the env's
+actions, so big-matrix rows on small-matrix videos are ``train`` and the rows on the other videos are the
+dataset's side logs: ``side_train`` (same columns; ``item`` in the side videos' own id space, increasing
+original id) and ``side_item_categories`` (their tags over the same columns). Nothing is dropped; world models
+that use side logs (the DeepFM ensemble) learn from both, the env never recommends a side video.
+``meta["n_side_rows"]`` / ``meta["n_side_videos"]`` count them; the original ids are in ``meta["user_ids"]``,
+``meta["video_ids"]`` and ``meta["side_video_ids"]``.
 
-Rewards: ``watch_ratio`` clipped to [0, 5] everywhere (train, test and ground truth), so the world models
-learn the same quantity the env pays. ``train`` = big matrix (repeated views kept, ``time`` = ``timestamp``
-in seconds, NaN where the file has none); ``test`` = the small matrix rows (fully observed, unbiased).
+Rewards: ``watch_ratio`` clipped to [0, 5] everywhere (train, side logs, test and ground truth), so the world
+models learn the same quantity the env pays. ``train`` / ``side_train`` = big matrix (repeated views kept,
+``time`` = ``timestamp`` in seconds, NaN where the file has none); ``test`` = the small matrix rows (fully
+observed, unbiased).
 Positive: ``watch_ratio >= 2`` (the KuaiRec paper's "like" threshold).
 
 Ground truth: the small matrix's ``watch_ratio`` clipped at 5, read as DORL's ``KuaiEnv.py`` ``load_mat``
@@ -27,8 +31,13 @@ does (a sparse matrix made dense): a missing cell is 0 (the real matrix lacks ab
 a (user, video) pair listed more than once is the sum of its clipped values (with a warning). Both are
 counted in ``meta["ground_truth"]`` (and ``meta["gt_missing_cells"]`` / ``meta["gt_duplicate_pairs"]``).
 
-Categories: one column per tag id present in ``item_categories.csv``, named ``tag:<id>``;
-``meta["dorl_feature_ids"]`` holds DORL's numbering (``tag + 1``). When ``reference_dorl/feature_domination.json``
+Categories: one column per tag id that ``item_categories.csv`` gives a small-matrix video, named ``tag:<id>``;
+``meta["dorl_feature_ids"]`` holds DORL's numbering (``tag + 1``). The columns are the tags of the
+small-matrix videos, so the action space's categories (quit rule, diversity metrics) do not depend on the
+side videos; a tag that only side videos carry has no column and is left out of ``side_item_categories``
+(``meta["side_tags_without_column"]`` lists such tags; DORL's feature embedding covers every tag, but a
+category no recommendable video has cannot matter to the env, and in a DORL DeepFM it would only feed the
+side videos' feature field). When ``reference_dorl/feature_domination.json``
 (DORL's ``feature_domination.pickle`` as JSON: ``{"feat": [[feature id, share], ...]}``) is in the folder,
 ``meta["majority_categories"]["feat"]`` holds DORL's majority categories as column indices (`dorl_majority`;
 the ``feat`` group of ``meta["category_groups"]`` is every column, so these are also its positions): the
@@ -54,7 +63,7 @@ from recgym.data.cache import cached_dataset, locate
 from recgym.data.paths import data_root, dataset_dir
 from recgym.data.validate import check_no_nan, check_range, malformed, read_table
 
-PARSER_VERSION = 2
+PARSER_VERSION = 3  # 3: big-matrix rows on non-small-matrix videos become side logs (were dropped)
 DOMINATION_FILE = "reference_dorl/feature_domination.json"
 MAJORITY_SHARE = 0.8  # DORL / EasyRL4Rec evaluators' top_rate
 MATRIX_COLUMNS = ("user_id", "video_id", "play_duration", "video_duration", "time", "date", "timestamp", "watch_ratio")
@@ -170,34 +179,51 @@ def load_kuairec(data_dir: str | os.PathLike[str] | None = None, *, use_cache: b
         gt[uniq // n_items, uniq % n_items] = np.bincount(inv, weights=swr)
         n_missing = n_gt * n_items - len(uniq)
 
-        in_small = np.isin(big["video_id"].to_numpy(), videos)
-        bu = map_users(big_u[in_small])
-        bi = np.searchsorted(videos, big["video_id"].to_numpy()[in_small]).astype(np.int32)
-        train = pd.DataFrame(
-            {
-                "user": bu,
-                "item": bi,
-                "reward": np.clip(big["watch_ratio"].to_numpy(np.float64)[in_small], 0, MAX_WATCH_RATIO).astype(np.float32),
-                "time": big["timestamp"].to_numpy(np.float64)[in_small],
-            }
-        )
+        big_v = big["video_id"].to_numpy()
+        in_small = np.isin(big_v, videos)
+        big_wr = np.clip(big["watch_ratio"].to_numpy(np.float64), 0, MAX_WATCH_RATIO).astype(np.float32)
+        big_t = big["timestamp"].to_numpy(np.float64)
+
+        def logs(rows: np.ndarray, vids: np.ndarray) -> pd.DataFrame:
+            return pd.DataFrame(
+                {
+                    "user": map_users(big_u[rows]),
+                    "item": np.searchsorted(vids, big_v[rows]).astype(np.int32),
+                    "reward": big_wr[rows],
+                    "time": big_t[rows],
+                }
+            )
+
+        train = logs(in_small, videos)
+        side_videos = unique_sorted(big_v[~in_small])
+        side_train = logs(~in_small, side_videos) if len(side_videos) else None
         test = pd.DataFrame({"user": su, "item": si, "reward": swr.astype(np.float32)})
 
-        n_dropped = int((~in_small).sum())
         feat_of = dict(zip(cat_vids.tolist(), cat_feats, strict=True))
         no_cat = [int(v) for v in videos if int(v) not in feat_of]
         tag_ids = sorted({t for v in videos for t in feat_of.get(int(v), [])})
         col = {t: j for j, t in enumerate(tag_ids)}
-        cats = np.zeros((n_items, len(tag_ids)), dtype=bool)
-        for j, v in enumerate(videos):
-            for t in feat_of.get(int(v), []):
-                cats[j, col[t]] = True
+
+        def categories(vids: np.ndarray) -> np.ndarray:
+            out = np.zeros((len(vids), len(tag_ids)), dtype=bool)
+            for j, v in enumerate(vids):
+                for t in feat_of.get(int(v), []):
+                    if t in col:  # side-only tags have no column (module docstring)
+                        out[j, col[t]] = True
+            return out
+
+        cats = categories(videos)
+        side_cats = categories(side_videos) if side_train is not None else None
+        side_only_tags = sorted({t for v in side_videos for t in feat_of.get(int(v), [])} - set(col))
+        n_side = 0 if side_train is None else len(side_train)
         return LoggedDataset(
             name="kuairec",
             n_users=len(user_ids),
             n_items=n_items,
             train=train,
             test=test,
+            side_train=side_train,
+            side_item_categories=side_cats,
             ground_truth=gt.astype(np.float32),
             item_categories=cats,
             category_names=[f"tag:{t}" for t in tag_ids],
@@ -210,8 +236,9 @@ def load_kuairec(data_dir: str | os.PathLike[str] | None = None, *, use_cache: b
                     "source": "KuaiRec small_matrix.csv watch_ratio (fully observed)",
                     "comparable_to_published": True,
                     "note": "read as DORL's KuaiEnv.py: clipped at 5, missing cells 0, repeated pairs summed; "
-                    f"training logs: big_matrix.csv rows on small-matrix videos only ({n_dropped} rows on "
-                    "other videos dropped; DORL's user model sees them)",
+                    f"training logs: big_matrix.csv rows on small-matrix videos in train, the {n_side} rows on "
+                    f"{len(side_videos)} other videos in the side logs (side_train; DORL's user model sees all "
+                    "rows, the env recommends only small-matrix videos)",
                     "missing_cells": n_missing,
                     "duplicate_pairs": n_dup,
                 },
@@ -219,10 +246,14 @@ def load_kuairec(data_dir: str | os.PathLike[str] | None = None, *, use_cache: b
                 "pairs summed (DORL KuaiEnv.py load_mat)",
                 "gt_missing_cells": n_missing,
                 "gt_duplicate_pairs": n_dup,
-                "n_big_rows_dropped": n_dropped,
+                "n_side_rows": n_side,
+                "n_side_videos": len(side_videos),
                 "user_ids": user_ids.tolist(),
                 "video_ids": videos.tolist(),
+                "side_video_ids": side_videos.tolist(),
                 "videos_without_categories": no_cat,
+                "side_videos_without_categories": int(sum(int(v) not in feat_of for v in side_videos)),
+                "side_tags_without_column": side_only_tags,
                 "category_method": "item_categories.csv feat tag ids",
                 "category_groups": {"feat": list(range(len(tag_ids)))},
                 "dorl_feature_ids": [t + 1 for t in tag_ids],

@@ -60,11 +60,12 @@ def svd_item_embeddings(matrix: np.ndarray | torch.Tensor, k: int = 16, seed: in
 
 def log_item_embeddings(dataset: Any, source: str = "deepfm", k: int = 16, seed: int = 0,
                         world_model: Any = None, progress: bool = False) -> torch.Tensor:
-    """L2-normalised item embeddings [n_items, k'] learned from ``dataset.train`` only (CPU, float32).
+    """L2-normalised item embeddings [n_items, k'] learned from the logs only (CPU, float32).
 
     ``source="deepfm"``: the first ensemble member's item embeddings of the DeepFM user model (``world_model``
     when given, else `recgym.worldmodels.fit_or_load` with the dataset's default DeepFM config and ``seed``: the
-    cached model an ``InteractiveRec`` env with a DeepFM reward preset uses); ``k'`` is its ``embed_dim`` and
+    cached model an ``InteractiveRec`` env with a DeepFM reward preset uses; trained on ``dataset.train`` and, by
+    default, the side logs: only the action items' rows are returned); ``k'`` is its ``embed_dim`` and
     ``k`` is ignored. ``source="train_svd"``: `svd_item_embeddings` of ``dataset.train_matrix()`` (``k' = k``).
     """
     if source not in EMBEDDING_SOURCES:
@@ -79,10 +80,12 @@ def log_item_embeddings(dataset: Any, source: str = "deepfm", k: int = 16, seed:
                             progress=progress, seed=seed)
     net = getattr(model, "net", None)
     table = getattr(net, "item_emb", None)
-    if table is None or table.dim() != 3 or table.shape[1] != dataset.n_items:
+    n_side = int(getattr(model, "n_side_items", 0))  # rows after the action items: side-log items, never actions
+    if table is None or table.dim() != 3 or table.shape[1] != dataset.n_items + n_side:
         raise ValueError(f"{dataset.name}: item embedding source 'deepfm' needs a fitted DeepFM ensemble with "
-                         f"item embeddings [members, n_items={dataset.n_items}, k], got {type(model).__name__}")
-    return normalise_rows(table[0].detach().float().cpu())
+                         f"item embeddings [members, n_items={dataset.n_items} (+ side items), k], got "
+                         f"{type(model).__name__}")
+    return normalise_rows(table[0, : dataset.n_items].detach().float().cpu())
 
 
 def map_actions_to_items(actions: torch.Tensor, item_emb: torch.Tensor, mask: torch.Tensor | None = None,

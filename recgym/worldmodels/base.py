@@ -37,7 +37,7 @@ def dataset_fingerprint(dataset: LoggedDataset) -> str:
     """A short stable id of a dataset's training logs (what a world model depends on).
 
     Uses ``meta["fingerprint"]`` / ``meta["sha256"]`` when the loader provides one, else hashes the train
-    arrays (user, item, reward) and the id-space sizes.
+    arrays (user, item, reward), the side logs and side categories when there are any, and the id-space sizes.
     """
     meta = dataset.meta or {}
     for key in ("fingerprint", "sha256", "sha"):
@@ -51,6 +51,11 @@ def dataset_fingerprint(dataset: LoggedDataset) -> str:
     h.update(f"{dataset.name}:{dataset.n_users}:{dataset.n_items}".encode())
     for col in ("user", "item", "reward"):
         h.update(np.ascontiguousarray(dataset.train[col].to_numpy()).tobytes())
+    if dataset.side_train is not None and dataset.side_item_categories is not None:
+        h.update(f"side:{dataset.n_side_items}".encode())
+        for col in ("user", "item", "reward"):
+            h.update(np.ascontiguousarray(dataset.side_train[col].to_numpy()).tobytes())
+        h.update(np.ascontiguousarray(dataset.side_item_categories).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -85,6 +90,16 @@ def build_world_config(cls: type, config: Any = None, **overrides: Any) -> Any:
         if isinstance(getattr(out, f.name), list):
             setattr(out, f.name, tuple(getattr(out, f.name)))
     return out
+
+
+def side_train_arrays(dataset: LoggedDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(users int64, side items int64 in ``0..n_side_items-1``, rewards float32) of the side logs, or None
+    when the dataset has none (or they are empty). Ids and rewards were validated by `LoggedDataset`."""
+    st = dataset.side_train
+    if st is None or len(st) == 0:
+        return None
+    return (np.array(st["user"].to_numpy(np.int64), copy=True), np.array(st["item"].to_numpy(np.int64), copy=True),
+            np.array(st["reward"].to_numpy(np.float32), copy=True))
 
 
 def train_arrays(dataset: LoggedDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

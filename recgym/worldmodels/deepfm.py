@@ -13,6 +13,16 @@ labelled 0 for clicks and ratings alike; ``None`` uses the smallest training rew
 pulls the predictions of unexposed items down, which is the DORL world model's intended pessimism about
 exposure; the quality report shows its cost on the unbiased test ratings.
 
+Side logs (`LoggedDataset.side_train`, KuaiRec's big-matrix rows on videos outside the small matrix): with
+``side_logs=True`` (the default; DORL's user model trains on every big-matrix row) the model trains on the
+training logs plus the side logs. Its item tables (embeddings, first-order weights) then have
+``n_items + n_side_items`` rows: action items first, side item ``j`` at row ``n_items + j``, with
+``side_item_categories`` as the side items' feature rows (a dataset that ships dense ``item_features`` has
+none for side items and is refused). Negatives are drawn over all of these rows, since the side videos belong
+to the same catalogue the logging policy served. Predictions cover the ``n_items`` action items only, so the
+reward matrix the env uses stays ``(n_users, n_items)``. ``side_logs=False`` ignores the side logs: the fit is
+then exactly the fit on the dataset without them.
+
 The members are trained together as one batched module (parameters carry a leading ensemble axis and the DNN
 uses batched matmuls), each with its own initialisation, data order and negatives. After training the whole
 ``(n_users, n_items)`` matrix is predicted in user chunks on the device: ``mean`` = mean of the members'
@@ -31,7 +41,7 @@ from torch import nn
 
 from recgym.data.base import LoggedDataset
 from recgym.progress import progress_bar
-from recgym.worldmodels.base import WorldModel, log_scalar, train_arrays
+from recgym.worldmodels.base import WorldModel, log_scalar, side_train_arrays, train_arrays
 
 
 @dataclass
@@ -51,6 +61,7 @@ class DeepFMConfig:
     min_logvar: float = -8.0
     max_logvar: float = 6.0
     predict_chunk_elems: int = 1 << 24
+    side_logs: bool = True  # also train on the dataset's side logs (items outside the action space), as DORL
 
     def __post_init__(self) -> None:
         for name in ("n_members", "embed_dim", "epochs", "batch_size"):
@@ -138,31 +149,43 @@ class DeepFMEnsemble(WorldModel):
                  seed: int = 0) -> None:
         super().__init__(config, device, seed)
         self.net: _EnsembleDeepFM | None = None
+        self.n_side_items = 0  # item-table rows after the n_items action items (side logs; 0 without)
         self.register_buffer("user_feats", torch.zeros(0), persistent=True)
         self.register_buffer("item_feats", torch.zeros(0), persistent=True)
 
     def _extra_state(self) -> dict[str, Any]:
         return {"d_uf": int(self.user_feats.shape[-1]) if self.user_feats.dim() == 2 else 0,
                 "d_if": int(self.item_feats.shape[-1]) if self.item_feats.dim() == 2 else 0,
-                "uf_shape": tuple(self.user_feats.shape), "if_shape": tuple(self.item_feats.shape)}
+                "uf_shape": tuple(self.user_feats.shape), "if_shape": tuple(self.item_feats.shape),
+                "n_side_items": int(self.n_side_items)}
 
     def _build(self, extra: dict[str, Any]) -> None:
         c = self.config
         self.user_feats = torch.zeros(extra["uf_shape"])
         self.item_feats = torch.zeros(extra["if_shape"])
-        self.net = _EnsembleDeepFM(c.n_members, self.n_users, self.n_items, extra["d_uf"], extra["d_if"],
-                                   c.embed_dim, tuple(c.dnn))
+        self.n_side_items = int(extra.get("n_side_items", 0))
+        self.net = _EnsembleDeepFM(c.n_members, self.n_users, self.n_items + self.n_side_items, extra["d_uf"],
+                                   extra["d_if"], c.embed_dim, tuple(c.dnn))
 
-    def _features(self, dataset: LoggedDataset) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def _features(self, dataset: LoggedDataset, with_side: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Normalised user / item feature rows; with ``with_side`` the item rows go on with the side items'."""
         if not self.config.use_features:
             return None, None
         uf = dataset.user_features
         itf = dataset.item_features
+        if with_side and itf is not None:
+            raise ValueError(
+                f"{dataset.name}: item_features has no rows for the {dataset.n_side_items} side items; set "
+                "DeepFMConfig.side_logs=False (or use_features=False) to fit without the side logs"
+            )
         if itf is None and dataset.item_categories.shape[1] > 1:
             itf = dataset.item_categories.astype(np.float32)
+            if with_side:
+                assert dataset.side_item_categories is not None  # validated with side_train (LoggedDataset)
+                itf = np.concatenate([itf, dataset.side_item_categories.astype(np.float32)])
         if uf is not None and uf.shape[0] != dataset.n_users:
             raise ValueError(f"{dataset.name}: user_features has {uf.shape[0]} rows, expected n_users={dataset.n_users}")
-        if itf is not None and itf.shape[0] != dataset.n_items:
+        if itf is not None and not with_side and itf.shape[0] != dataset.n_items:
             raise ValueError(f"{dataset.name}: item_features has {itf.shape[0]} rows, expected n_items={dataset.n_items}")
         return (None if uf is None else _normalise_rows(uf)), (None if itf is None else _normalise_rows(itf))
 
@@ -170,10 +193,20 @@ class DeepFMEnsemble(WorldModel):
         c = self.config
         dev = self.device
         users, items, rewards = train_arrays(dataset)
-        uf, itf = self._features(dataset)
-        self.user_feats = torch.zeros(0) if uf is None else torch.as_tensor(uf)
-        self.item_feats = torch.zeros(0) if itf is None else torch.as_tensor(itf)
+        side = side_train_arrays(dataset) if c.side_logs else None
+        self.n_side_items = 0 if side is None else dataset.n_side_items
+        if side is not None:  # side item j -> item-table row n_items + j
+            users = np.concatenate([users, side[0]])
+            items = np.concatenate([items, side[1] + self.n_items])
+            rewards = np.concatenate([rewards, side[2]])
+        n_table = self.n_items + self.n_side_items
+        uf, itf = self._features(dataset, side is not None)
+        uf_t = torch.zeros(0) if uf is None else torch.as_tensor(uf)
+        if_t = torch.zeros(0) if itf is None else torch.as_tensor(itf)
+        self.user_feats, self.item_feats = uf_t, if_t  # their shapes size the net
         self._build(self._extra_state())
+        # `_build` allocates zero feature buffers (for `load`, which fills them); a fit needs the real rows
+        self.user_feats, self.item_feats = uf_t, if_t
         assert self.net is not None
         super().to(dev)
         uft = self.user_feats if uf is not None else None
@@ -185,7 +218,7 @@ class DeepFMEnsemble(WorldModel):
         i_pos = torch.as_tensor(items, device=dev)
         r_pos = torch.as_tensor(rewards, device=dev)
         neg_r = float(rewards.min()) if c.negative_reward is None else float(c.negative_reward)
-        keys = torch.sort(u_pos * self.n_items + i_pos).values
+        keys = torch.sort(u_pos * n_table + i_pos).values
         e, p, k = c.n_members, len(users), c.n_negatives
         opt = torch.optim.Adam(self.net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         n_rows = p * (1 + k)
@@ -198,12 +231,12 @@ class DeepFMEnsemble(WorldModel):
             # Each member gets its own negatives and its own shuffle.
             if k:
                 nu = u_pos.repeat(e, k).view(e, p * k)
-                ni = torch.randint(0, self.n_items, (e, p * k), device=dev, generator=gen)
+                ni = torch.randint(0, n_table, (e, p * k), device=dev, generator=gen)
                 for _ in range(3):  # re-draw negatives that hit a logged pair
-                    hit = torch.isin(nu * self.n_items + ni, keys)
+                    hit = torch.isin(nu * n_table + ni, keys)
                     if not bool(hit.any()):
                         break
-                    ni = torch.where(hit, torch.randint(0, self.n_items, ni.shape, device=dev, generator=gen), ni)
+                    ni = torch.where(hit, torch.randint(0, n_table, ni.shape, device=dev, generator=gen), ni)
                 all_u = torch.cat([u_pos.expand(e, p), nu], 1)
                 all_i = torch.cat([i_pos.expand(e, p), ni], 1)
                 all_r = torch.cat([r_pos.expand(e, p), torch.full((e, p * k), neg_r, device=dev)], 1)
@@ -234,7 +267,7 @@ class DeepFMEnsemble(WorldModel):
     def _predict_matrix(self, uft: torch.Tensor | None, ift: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         assert self.net is not None
         c, dev = self.config, self.device
-        e, n_i = c.n_members, self.n_items
+        e, n_i = c.n_members, self.n_items  # action items only: table rows 0..n_items-1
         width = max(c.dnn) if c.dnn else 1
         chunk = max(1, int(c.predict_chunk_elems // max(1, e * n_i * width)))
         means, uncs = [], []

@@ -164,15 +164,16 @@ def test_kuairec_loads_fixture(kuairec: KuaiRecFixture) -> None:
     assert ds.meta["gt_missing_cells"] == int((~observed).sum()) == 4
     gt_meta = ds.meta["ground_truth"]
     assert gt_meta["comparable_to_published"] is True and gt_meta["missing_cells"] == 4
-    assert f"{ds.meta['n_big_rows_dropped']} rows on other videos dropped" in gt_meta["note"]
+    n_side = kuairec.big_rows - kuairec.big_rows_on_small_videos
+    assert f"the {n_side} rows on {ds.n_side_items} other videos in the side logs" in gt_meta["note"]
     assert len(ds.test) == int(observed.sum())
-    # train: big-matrix rows on small-matrix videos only
+    # train: big-matrix rows on small-matrix videos only (in file order)
     assert len(ds.train) == kuairec.big_rows_on_small_videos
-    assert ds.meta["n_big_rows_dropped"] == kuairec.big_rows - kuairec.big_rows_on_small_videos
-    big = pd.read_csv(kuairec.root / "kuairec" / "big_matrix.csv")
-    big = big[big.video_id.isin(kuairec.small_videos)]
+    big_all = pd.read_csv(kuairec.root / "kuairec" / "big_matrix.csv")
+    big = big_all[big_all.video_id.isin(kuairec.small_videos)]
     uid = np.array(ds.meta["user_ids"])
     np.testing.assert_array_equal(uid[ds.train["user"]], big["user_id"])
+    np.testing.assert_array_equal(np.array(ds.meta["video_ids"])[ds.train["item"]], big["video_id"])
     np.testing.assert_allclose(ds.train["reward"], np.minimum(big["watch_ratio"], 5), rtol=1e-6)
     assert ds.train["time"].isna().sum() == big["timestamp"].isna().sum()
     # categories from the list literals
@@ -180,6 +181,68 @@ def test_kuairec_loads_fixture(kuairec: KuaiRecFixture) -> None:
         got = sorted(int(ds.category_names[c].split(":")[1]) for c in np.flatnonzero(ds.item_categories[j]))
         assert got == sorted(kuairec.tags[int(v)])
     assert (ds.reward_kind, ds.quit_rule) == ("watch_ratio", "category")
+
+
+def test_kuairec_other_videos_are_side_logs(kuairec: KuaiRecFixture) -> None:
+    """Big-matrix rows on videos outside the small matrix are kept as side logs (DORL's user model sees them)."""
+    ds = load_kuairec(kuairec.root)
+    big = pd.read_csv(kuairec.root / "kuairec" / "big_matrix.csv")
+    other = big[~big.video_id.isin(kuairec.small_videos)]
+    assert 0 < len(other) and len(ds.train) + len(ds.side_train) == kuairec.big_rows  # nothing dropped
+    side_vids = np.unique(other["video_id"])
+    assert ds.meta["side_video_ids"] == side_vids.tolist() and ds.n_side_items == len(side_vids) == 6
+    assert (ds.meta["n_side_rows"], ds.meta["n_side_videos"]) == (len(other), 6)
+    assert "n_big_rows_dropped" not in ds.meta
+    st = ds.side_train
+    assert list(st.columns) == ["user", "item", "reward", "time"]
+    assert st["user"].dtype == np.int32 and st["item"].dtype == np.int32 and st["reward"].dtype == np.float32
+    # rows in file order; items in the side videos' own id space (increasing original id)
+    np.testing.assert_array_equal(np.array(ds.meta["user_ids"])[st["user"]], other["user_id"])
+    np.testing.assert_array_equal(side_vids[st["item"]], other["video_id"])
+    np.testing.assert_allclose(st["reward"], np.minimum(other["watch_ratio"], 5), rtol=1e-6)
+    np.testing.assert_array_equal(st["time"].isna(), other["timestamp"].isna())
+    np.testing.assert_allclose(st["time"].dropna(), other["timestamp"].dropna())
+    # side tags over the same columns; tags that no small-matrix video has get no column
+    col_tags = [int(n.split(":")[1]) for n in ds.category_names]
+    side_tags = {t for v in side_vids for t in kuairec.tags[int(v)]}
+    assert ds.meta["side_tags_without_column"] == sorted(side_tags - set(col_tags))
+    assert ds.meta["side_tags_without_column"], "the fixture should exercise a side-only tag"
+    assert ds.side_item_categories.shape == (6, len(col_tags)) and ds.side_item_categories.dtype == np.bool_
+    for j, v in enumerate(side_vids):
+        got = sorted(col_tags[c] for c in np.flatnonzero(ds.side_item_categories[j]))
+        assert got == sorted(t for t in kuairec.tags[int(v)] if t in col_tags)
+    assert ds.summary()["side_train_rows"] == len(other) and ds.summary()["n_side_items"] == 6
+    # the parsed cache keeps the side logs
+    again = load_kuairec(kuairec.root)
+    pd.testing.assert_frame_equal(again.side_train, st)
+    np.testing.assert_array_equal(again.side_item_categories, ds.side_item_categories)
+
+
+def test_bad_side_logs_are_clear_errors(kuairec: KuaiRecFixture) -> None:
+    from dataclasses import replace
+
+    ds = load_kuairec(kuairec.root, use_cache=False)
+    st, sc = ds.side_train, ds.side_item_categories
+    with pytest.raises(ValueError, match=r"kuairec: side_train is given without side_item_categories"):
+        replace(ds, side_item_categories=None)
+    with pytest.raises(ValueError, match=r"side_item_categories is given without side_train"):
+        replace(ds, side_train=None)
+    with pytest.raises(ValueError, match=r"side_item_categories must be bool \(n_side_items, n_categories=\d+\)"):
+        replace(ds, side_item_categories=sc[:, 1:])
+    with pytest.raises(ValueError, match=r"side_item_categories must be bool .* got float32"):
+        replace(ds, side_item_categories=sc.astype(np.float32))
+    bad = st.assign(item=st["item"].where(st.index != 3, 6))
+    with pytest.raises(ValueError, match=r"side_train item ids span \[0, 6\], expected the side items' own id "
+                                         r"space \[0, n_side_items=6\)"):
+        replace(ds, side_train=bad)
+    with pytest.raises(ValueError, match=rf"side_train user ids span .* expected \[0, n_users={ds.n_users}\)"):
+        replace(ds, side_train=st.assign(user=-1))
+    with pytest.raises(ValueError, match=r"side_train lacks column\(s\) \['reward'\]"):
+        replace(ds, side_train=st.drop(columns="reward"))
+    with pytest.raises(ValueError, match=r"side_train rewards contain NaN/inf"):
+        replace(ds, side_train=st.assign(reward=np.nan))
+    # no side logs at all is the default of every other dataset
+    assert replace(ds, side_train=None, side_item_categories=None).n_side_items == 0
 
 
 def test_kuairec_malformed(kuairec: KuaiRecFixture) -> None:

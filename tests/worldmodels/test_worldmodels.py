@@ -260,3 +260,20 @@ def test_synthetic_diffusion_uncertainty_higher_far_from_logs_and_where_it_errs(
     assert u_rare > u_unlogged  # measured 0.77
     err = (mean - torch.as_tensor(ds.ground_truth)).abs()
     assert stats.spearmanr(unc.flatten(), err.flatten())[0] > 0.1  # measured 0.14
+
+
+def test_deepfm_trains_on_its_feature_rows_and_keeps_them() -> None:
+    """The feature fields see the dataset's rows (normalised), not zero placeholders, and a saved model keeps them."""
+    import dataclasses
+    import tempfile
+
+    ds = tiny_dataset(n_users=12, n_items=9, per_user=3)
+    uf = np.arange(24, dtype=np.float32).reshape(12, 2) + 1
+    ds = dataclasses.replace(ds, user_features=uf)
+    m = DeepFMEnsemble(TINY_FM, seed=0).fit(ds)
+    np.testing.assert_allclose(m.user_feats.numpy(), uf / uf.sum(1, keepdims=True), rtol=1e-6)
+    np.testing.assert_array_equal(m.item_feats.numpy(), ds.item_categories.astype(np.float32))  # one tag each
+    with tempfile.TemporaryDirectory() as d:
+        m.save(f"{d}/m.pt")
+        back = load_world_model(f"{d}/m.pt")
+    assert torch.equal(back.user_feats, m.user_feats) and torch.equal(back.item_feats, m.item_feats)
